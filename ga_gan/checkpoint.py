@@ -1,0 +1,87 @@
+"""orbax checkpoints of the whole run state, plus a JSON record to check resumes against.
+
+The state pytree (strategy states, BatchNorm statistics, optimiser states, PRNG key, the
+generation counter that also fixes the data-sampling position) is saved with StandardSave and
+restored into the exact structure of a freshly initialised state, so classes come back as they
+were. orbax commits a step atomically (it writes to a temporary folder and renames it), so a
+save killed half way is never listed as the latest step. The directory may be any path orbax
+accepts, `gs://bucket/run/checkpoints` included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from ga_gan.errors import UserError
+
+# Config keys that may change when a run is resumed: they bound or observe the run but do not
+# change what one generation computes.
+RESUMABLE_CHANGES = ("out", "time_budget", "evolve.generations", "train.steps", "log.")
+
+
+class Checkpointer:
+    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+        self.directory = directory
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               enable_async_checkpointing=async_save)
+        self.manager = ocp.CheckpointManager(directory, item_names=("state", "meta"),
+                                             options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
+        if step in self.manager.all_steps():
+            return False  # already saved at this step (e.g. interval and final save coincide)
+        return self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+
+    def read_meta(self, step: int | None = None) -> dict:
+        step = self.latest_step() if step is None else step
+        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise UserError(f"no complete checkpoint in {self.directory}")
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        return out["state"], dict(out["meta"])
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_mismatch(saved: dict, current: dict) -> str | None:
+    """First difference that would make the checkpoint mean something else, or None."""
+    a, b = _flatten(saved), _flatten(current)
+    for key in sorted(set(a) | set(b)):
+        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES):
+            continue
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if isinstance(va, list):
+            va = tuple(va)
+        if isinstance(vb, list):
+            vb = tuple(vb)
+        if va != vb:
+            return f"{key} is {vb!r} but the checkpoint was made with {va!r}"
+    return None

@@ -1,0 +1,142 @@
+"""`ga-gan` command line: parses flags into a RunConfig and calls the library. Nothing else.
+
+Every user-facing problem is a `UserError`: one line on stderr, exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ga_gan.errors import UserError
+
+
+def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
+    p.add_argument("--config", help="TOML config file (or a name in ./configs/, e.g. 'mnist')")
+    p.add_argument("--data", metavar="KIND:PATH",
+                   help="digits | mnist:DIR | cifar:DIR | folder:DIR (default: digits)")
+    p.add_argument(steps_flag, type=int, dest="steps", metavar="N",
+                   help="the run's total length (a resumed run stops where an uninterrupted "
+                        "one would; raise it to extend a finished run)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="stop cleanly after this many seconds of training (across resumes)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<command>-<data>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its latest checkpoint")
+    p.add_argument("--restart", action="store_true",
+                   help="start over even if the run folder has checkpoints (deletes them)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, e.g. --set model.width=0.5 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ga-gan", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evolve", help="evolve G and D populations with evosax (no backprop)")
+    _common(ev, "--generations")
+    ev.add_argument("--pop", type=int, help="population size of both G and D")
+    ev.add_argument("--pop-g", type=int)
+    ev.add_argument("--pop-d", type=int)
+    ev.add_argument("--strategy", help="evosax strategy for both populations: open_es, snes, "
+                                       "pgpe, sep_cma_es, simple_ga, ... (default open_es)")
+    ev.add_argument("--mode", help="evolve (default)")
+
+    tr = sub.add_parser("train", help="the Adam DCGAN baseline on the same nets and data")
+    _common(tr, "--steps")
+
+    sa = sub.add_parser("sample", help="write images from a run's current generator")
+    sa.add_argument("--run", required=True, metavar="DIR")
+    sa.add_argument("--n", type=int, default=64)
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--out", required=True, metavar="FILE", help=".png grid or .npz array")
+    return parser
+
+
+def _config_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix != ".toml" and not p.exists() and (Path("configs") / f"{name}.toml").exists():
+        return Path("configs") / f"{name}.toml"
+    return p
+
+
+def resolve_config(args: argparse.Namespace):
+    """Config file (or the resumed run's own config), then flags, then --set overrides."""
+    from ga_gan.config import apply_overrides, load_config, parse_set
+    from ga_gan.run import load_run_config
+
+    method = args.command
+    if args.resume:
+        cfg, saved_method = load_run_config(args.resume)
+        if saved_method != method:
+            raise UserError(f"{args.resume} is a '{saved_method}' run; use ga-gan {saved_method}")
+        over = {"out": args.resume}
+    else:
+        cfg = load_config(_config_path(args.config) if args.config else None)
+        over = {}
+    if args.data:
+        over["data.spec"] = args.data
+    if args.seed is not None:
+        over["seed"] = args.seed
+    if args.time_budget is not None:
+        over["time_budget"] = args.time_budget
+    if args.steps is not None:
+        over["evolve.generations" if method == "evolve" else "train.steps"] = args.steps
+    if args.no_progress:
+        over["log.progress"] = False
+    if method == "evolve":
+        for role, val in (("g", args.pop_g or args.pop), ("d", args.pop_d or args.pop)):
+            if val is not None:
+                over[f"evolve.{role}.pop"] = val
+        if args.strategy:
+            over["evolve.g.name"] = over["evolve.d.name"] = args.strategy
+        if args.mode:
+            over["evolve.mode"] = args.mode
+    over.update(parse_set(args.set))
+    cfg = apply_overrides(cfg, over)
+    if not args.resume and not args.out and cfg.out == "runs/default":
+        kind = cfg.data.spec.split(":")[0]
+        cfg = apply_overrides(cfg, {"out": f"runs/{method}-{kind}"})
+    elif args.out and not args.resume:
+        cfg = apply_overrides(cfg, {"out": args.out})
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ga_gan.run import Runner
+    cfg = resolve_config(args)
+    result = Runner(cfg, args.command, restart=args.restart).run()
+    last = {k: round(v, 4) for k, v in result.last.items() if isinstance(v, float)}
+    print(f"done: {result.out} at generation {result.generation} "
+          f"({result.time_s:.1f} s training) {last}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from ga_gan.sample import sample_run
+    path = sample_run(args.run, n=args.n, seed=args.seed, out=args.out)
+    print(f"wrote {args.n} images to {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        if args.command == "sample":
+            return cmd_sample(args)
+        return cmd_run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Typed run configuration: dataclasses, loaded from TOML, overridden from the command line.
+
+One `RunConfig` describes a whole run (data, models, the method's knobs, logging); it is written
+to `config.json` in the run folder and checked against the checkpoint on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from ga_gan.errors import UserError
+from ga_gan.models import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    spec: str = "digits"  # KIND or KIND:PATH (digits, mnist:DIR, cifar:DIR, folder:DIR)
+    resolution: int | None = None  # None: the source's native size (folder: 64)
+    channels: int | None = None  # None: the source's native channels
+    split: str = "all"
+    limit: int | None = None  # keep the first N images (quick runs)
+    cache_dir: str | None = None
+
+
+@dataclass
+class StrategyConfig:
+    """One population: which evosax strategy evolves it and how candidates are scored."""
+
+    name: str = "open_es"
+    pop: int = 64
+    std: float = 0.05  # initial / constant perturbation scale (weights live near 0.02)
+    lr: float = 0.03  # mean optimiser learning rate, for strategies that take one
+    optimizer: str = "adam"  # adam | sgd
+    fitness: str = "bce"  # D: bce | accuracy; G: bce | fooling
+    layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
+    chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
+
+
+@dataclass
+class EvolveConfig:
+    g: StrategyConfig = field(default_factory=StrategyConfig)
+    # A slower D: otherwise it wins the arms race and the generator's fitness goes flat.
+    d: StrategyConfig = field(default_factory=lambda: StrategyConfig(lr=0.01))
+    batch: int = 128  # real images and latents per generation (shared by every member)
+    generations: int = 1000
+    mode: str = "evolve"  # evolve (pure evolution); hybrid modes come later
+
+
+@dataclass
+class TrainConfig:
+    """The Adam baseline (DCGAN defaults)."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch: int = 64
+    steps: int = 2000
+    d_steps: int = 1  # D updates per G update
+
+
+@dataclass
+class LogConfig:
+    every: int = 1  # metrics line every N generations/steps
+    image_every: int = 100  # sample grid + curves plot every N
+    eval_every: int = 100  # Fréchet distance every N (0 = off)
+    fd: tuple[str, ...] = ("pixels",)  # feature extractors: pixels | classifier | inception
+    fd_samples: int = 2048
+    inception_weights: str | None = None
+    checkpoint_every: int = 500  # 0 = only at the end / on signals
+    max_to_keep: int = 3
+    steps_per_call: int = 10  # steps dispatched back to back per host sync (same numbers)
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    out: str = "runs/default"
+    time_budget: float | None = None  # wall-clock seconds; the run stops cleanly after it
+    data: DataConfig = field(default_factory=DataConfig)
+    # The default is the digits setup: an MLP GAN sized for 8x8 (about 19k + 17k parameters).
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        name="mlp", resolution=8, channels=1, latent_dim=32, g_hidden=(64, 128),
+        d_hidden=(128, 64)))
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def to_dict(cfg: Any) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Turn a TOML/CLI value into the field's declared type, or say clearly why not."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _coerce(args[0], value, where)
+    if origin is tuple:
+        (inner, *_) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(inner, v, where) for v in value)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: cannot read {value!r} as {tp.__name__}") from None
+    return value
+
+
+def _merge(obj: Any, updates: dict, where: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in updates.items():
+        key = key.replace("-", "_")
+        if key not in names:
+            raise UserError(f"unknown config key '{where}{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"config '{where}{key}' is a table, got {value!r}")
+            changes[key] = _merge(current, value, f"{where}{key}.")
+        else:
+            changes[key] = _coerce(hints[key], value, f"{where}{key}")
+    return dataclasses.replace(obj, **changes)
+
+
+def from_dict(d: dict, base: RunConfig | None = None) -> RunConfig:
+    return _merge(base or RunConfig(), d, "")
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a TOML config; a missing or malformed file is a user error, not a traceback."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    return from_dict(raw)
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Apply dotted overrides such as {'evolve.g.pop': 32, 'seed': 1}."""
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(nested, cfg)
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """`--set a.b=c` pairs into a dict; a pair without '=' is a user error."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out

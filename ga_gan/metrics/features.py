@@ -1,0 +1,122 @@
+"""Feature extractors for Fréchet distances, looked up by name in ``EXTRACTORS``.
+
+Every extractor maps float32 NHWC images in [-1, 1] (the generator's output range) to ``(B, F)``
+features with one jitted function. Heavy extractors live in their own modules and are imported
+only when asked for, so ``fd_pixels`` costs nothing to set up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ga_gan.errors import UserError
+
+
+@dataclass(frozen=True)
+class FeatureExtractor:
+    """A named, jitted image -> feature map.
+
+    ``identity`` describes the feature space exactly (network version, weights hash...); it is
+    part of the key under which real-data statistics are cached, so changing the network never
+    reuses stale statistics.
+    """
+
+    name: str
+    metric_name: str
+    fn: Callable[[jax.Array], jax.Array]
+    identity: str
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Base cache folder: the explicit argument, else ``$GA_GAN_CACHE``, else ``~/.cache/ga-gan``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("GA_GAN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/ga-gan").expanduser()
+
+
+def slug(text: str) -> str:
+    """A filesystem-safe, collision-resistant name for a dataset name such as ``mnist:/data/x``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:40] or "x"
+    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def to_model_range(images_uint8: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [-1, 1] (x / 127.5 - 1), the range generators emit."""
+    return np.asarray(images_uint8, dtype=np.float32) / 127.5 - 1.0
+
+
+def extract_features(extractor: FeatureExtractor, images: Any, batch_size: int = 256) -> np.ndarray:
+    """Features of ``images`` in chunks of ``batch_size``.
+
+    The last chunk is zero-padded to the common chunk size so each extractor compiles once per
+    chunk size instead of once per remainder.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    n = x.shape[0]
+    if n == 0:
+        raise UserError("no images to extract features from")
+    bs = max(1, min(int(batch_size), n))
+    out = []
+    for start in range(0, n, bs):
+        chunk = x[start : start + bs]
+        real = chunk.shape[0]
+        if real < bs:
+            chunk = np.concatenate([chunk, np.zeros((bs - real,) + chunk.shape[1:], np.float32)])
+        out.append(np.asarray(extractor.fn(jnp.asarray(chunk)))[:real])
+    return np.concatenate(out).astype(np.float64)
+
+
+def build_pixels(image_shape: tuple[int, int, int], **_: Any) -> FeatureExtractor:
+    """Raw pixels: cheap and weights-free, but high-dimensional (H*W*C) and perceptually crude."""
+    fn = jax.jit(lambda x: x.reshape(x.shape[0], -1))
+    return FeatureExtractor("pixels", "fd_pixels", fn, "pixels-v1")
+
+
+def build_classifier(
+    image_shape: tuple[int, int, int],
+    *,
+    dataset_name: str,
+    cache_dir: str | os.PathLike | None = None,
+    labelled_dataset: Any = None,
+    log: Callable[[str], None] = print,
+    **_: Any,
+) -> FeatureExtractor:
+    from ga_gan.metrics.classifier import classifier_extractor
+
+    return classifier_extractor(
+        image_shape, dataset_name=dataset_name, cache_dir=cache_dir, labelled_dataset=labelled_dataset, log=log
+    )
+
+
+def build_inception(image_shape: tuple[int, int, int], *, weights: str | os.PathLike | None = None, **_: Any):
+    from ga_gan.metrics.inception import inception_extractor
+
+    return inception_extractor(weights)
+
+
+EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
+    "pixels": build_pixels,
+    "classifier": build_classifier,
+    "inception": build_inception,
+}
+
+METRIC_NAMES = {"pixels": "fd_pixels", "classifier": "fd_classifier", "inception": "fid"}
+
+
+def build_extractor(name: str, image_shape: tuple[int, int, int], **kwargs: Any) -> FeatureExtractor:
+    """Look up ``name`` in ``EXTRACTORS`` and build it; unknown names are a ``UserError``."""
+    if name not in EXTRACTORS:
+        raise UserError(f"unknown feature extractor {name!r}; choose from {', '.join(sorted(EXTRACTORS))}")
+    return EXTRACTORS[name](tuple(image_shape), **kwargs)

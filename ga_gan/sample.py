@@ -1,0 +1,54 @@
+"""Load a run's latest checkpoint and draw images from its generator.
+
+For evolution the generator is the strategy's mean (distribution strategies such as open_es) or
+the fittest member (genetic algorithms); for Adam it is the trained network. Sampling uses eval
+mode, i.e. the running BatchNorm statistics kept in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from ga_gan.checkpoint import Checkpointer
+from ga_gan.errors import UserError
+from ga_gan.gan import make_gan
+from ga_gan.images import grid, save_png
+
+
+def load_generator(run_dir: str | Path):
+    """(gan, g_params, g_stats, config, state, method) of a run's latest checkpoint."""
+    from ga_gan.run import build_method, load_run_config
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    cfg, method_name = load_run_config(run_dir)
+    gan = make_gan(cfg.model)
+    method = build_method(method_name, gan, cfg)
+    ckpt = Checkpointer(str(run_dir / "checkpoints"), async_save=False)
+    if ckpt.latest_step() is None:
+        raise UserError(f"no complete checkpoint in {run_dir / 'checkpoints'}")
+    key = jax.random.key(cfg.seed)
+    state, _ = ckpt.restore(jax.eval_shape(method.init, key))
+    ckpt.close()
+    params, stats = method.generator(state)
+    return gan, params, stats, cfg, state, method
+
+
+def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Path:
+    from ga_gan.run import sample_images
+    out = Path(out)
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out must end in .png or .npz, got {out}")
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    gan, params, stats, *_ = load_generator(run_dir)
+    images = sample_images(gan, params, stats, jax.random.key(seed), n)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".png":
+        save_png(grid(images), out)
+    else:
+        np.savez_compressed(out, images=images)
+    return out
