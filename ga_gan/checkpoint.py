@@ -10,6 +10,8 @@ accepts, `gs://bucket/run/checkpoints` included.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import jax
@@ -19,15 +21,19 @@ from ga_gan.errors import UserError
 
 # Config keys that may change when a run is resumed: they bound or observe the run but do not
 # change what one generation computes.
-RESUMABLE_CHANGES = ("out", "time_budget", "evolve.generations", "train.steps", "log.")
+RESUMABLE_CHANGES = ("out", "time_budget", "evolve.generations", "train.steps", "log.",
+                     "data.cache_dir")
 
 
 class Checkpointer:
     def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
-        self.directory = directory
+        # orbax (tensorstore's OCDBT driver) rejects relative local paths; URLs stay as given.
+        self.directory = directory if "://" in str(directory) else os.path.abspath(directory)
+        # A save killed half way leaves `<step>.orbax-checkpoint-tmp`: never listed as a step,
+        # and removed by orbax when that step is saved again.
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                enable_async_checkpointing=async_save)
-        self.manager = ocp.CheckpointManager(directory, item_names=("state", "meta"),
+        self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"),
                                              options=options)
 
     def latest_step(self) -> int | None:
@@ -41,24 +47,45 @@ class Checkpointer:
 
     def read_meta(self, step: int | None = None) -> dict:
         step = self.latest_step() if step is None else step
-        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(out["meta"])
+        try:
+            out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            return dict(out["meta"])
+        except Exception as e:  # a damaged or foreign checkpoint: one line, not a traceback
+            raise UserError(f"cannot read checkpoint {step} in {self.directory}: "
+                            f"{_first_line(e)}") from e
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
         step = self.latest_step() if step is None else step
         if step is None:
             raise UserError(f"no complete checkpoint in {self.directory}")
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        try:
+            out = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        except Exception as e:
+            raise UserError(f"cannot restore checkpoint {step} in {self.directory} into this "
+                            f"run's state: {_first_line(e)}") from e
         return out["state"], dict(out["meta"])
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait for a save in flight, then release the manager. quiet: on an error path, log
+        a failed save instead of raising over the error being handled."""
+        try:
+            self.manager.wait_until_finished()
+            self.manager.close()
+        except Exception as e:
+            if not quiet:
+                raise
+            print(f"warning: the checkpoint save in flight failed: {_first_line(e)}",
+                  file=sys.stderr)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

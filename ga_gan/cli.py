@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ga_gan.errors import UserError
+from ga_gan.invert.command import add_invert_parser, cmd_invert
 
 
 def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pop-d", type=int)
     ev.add_argument("--strategy", help="evosax strategy for both populations: open_es, snes, "
                                        "pgpe, sep_cma_es, simple_ga, ... (default open_es)")
-    ev.add_argument("--mode", help="evolve (default)")
+    ev.add_argument("--mode", help="evolve (default) | hybrid")
+    ev.add_argument("--hybrid", metavar="VARIANT",
+                    help="with --mode hybrid: egan | adam-d | lamarck")
 
     tr = sub.add_parser("train", help="the Adam DCGAN baseline on the same nets and data")
     _common(tr, "--steps")
@@ -54,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--n", type=int, default=64)
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--out", required=True, metavar="FILE", help=".png grid or .npz array")
+
+    add_invert_parser(sub)
     return parser
 
 
@@ -96,6 +101,9 @@ def resolve_config(args: argparse.Namespace):
             over["evolve.g.name"] = over["evolve.d.name"] = args.strategy
         if args.mode:
             over["evolve.mode"] = args.mode
+        if args.hybrid:
+            over["evolve.hybrid.variant"] = args.hybrid
+            over.setdefault("evolve.mode", "hybrid")
     over.update(parse_set(args.set))
     cfg = apply_overrides(cfg, over)
     if not args.resume and not args.out and cfg.out == "runs/default":
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        if args.command == "invert":
+            return cmd_invert(args)
         if args.command == "sample":
             return cmd_sample(args)
         return cmd_run(args)

@@ -41,21 +41,38 @@ class StrategyConfig:
     name: str = "open_es"
     pop: int = 64
     std: float = 0.05  # initial / constant perturbation scale (weights live near 0.02)
-    lr: float = 0.03  # mean optimiser learning rate, for strategies that take one
-    optimizer: str = "adam"  # adam | sgd
+    lr: float = 0.01  # mean optimiser learning rate, for strategies that take one
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0  # decoupled decay on the mean (adamw): keeps weights from drifting
     fitness: str = "bce"  # D: bce | accuracy; G: bce | fooling
     layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
     chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
 
 
 @dataclass
+class HybridConfig:
+    """Evolution and gradient descent together (`--mode hybrid --hybrid VARIANT`)."""
+
+    variant: str = "lamarck"  # egan | adam-d | lamarck
+    k: int = 1  # G gradient steps: per child (egan) or on each strategy mean (lamarck)
+    k_d: int = 1  # D Adam steps per generation (egan, adam-d; lamarck: on the D mean)
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    mu: int = 1  # egan: surviving parents
+    losses: tuple[str, ...] = ("minimax", "heuristic", "least_squares")  # egan mutations
+    gamma: float = 0.001  # egan: weight of the diversity term Fd
+
+
+@dataclass
 class EvolveConfig:
     g: StrategyConfig = field(default_factory=StrategyConfig)
     # A slower D: otherwise it wins the arms race and the generator's fitness goes flat.
-    d: StrategyConfig = field(default_factory=lambda: StrategyConfig(lr=0.01))
+    d: StrategyConfig = field(default_factory=lambda: StrategyConfig(lr=0.003))
     batch: int = 128  # real images and latents per generation (shared by every member)
-    generations: int = 1000
-    mode: str = "evolve"  # evolve (pure evolution); hybrid modes come later
+    generations: int = 3000
+    mode: str = "evolve"  # evolve (pure evolution) | hybrid (see `hybrid`)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
 
 
 @dataclass
@@ -67,14 +84,14 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     batch: int = 64
-    steps: int = 2000
+    steps: int = 3000
     d_steps: int = 1  # D updates per G update
 
 
 @dataclass
 class LogConfig:
     every: int = 1  # metrics line every N generations/steps
-    image_every: int = 100  # sample grid + curves plot every N
+    image_every: int = 500  # sample grid + curves plot every N
     eval_every: int = 100  # Fréchet distance every N (0 = off)
     fd: tuple[str, ...] = ("pixels",)  # feature extractors: pixels | classifier | inception
     fd_samples: int = 2048

@@ -10,6 +10,7 @@ for bit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -40,8 +41,11 @@ TIMING_KEYS = ("time_s",)
 
 def build_method(name: str, gan: GAN, cfg: RunConfig):
     if name == "evolve":
+        if cfg.evolve.mode == "hybrid":
+            from ga_gan.hybrid import build_hybrid
+            return build_hybrid(gan, cfg.evolve)
         if cfg.evolve.mode != "evolve":
-            raise UserError(f"unknown --mode '{cfg.evolve.mode}' (available: evolve)")
+            raise UserError(f"unknown --mode '{cfg.evolve.mode}' (evolve or hybrid)")
         from ga_gan.evolve.method import Evolve
         return Evolve(gan, cfg.evolve)
     if name == "train":
@@ -68,8 +72,12 @@ def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"not a ga-gan run folder (no config.json): {run_dir}")
-    raw = json.loads(path.read_text())
-    return from_dict(raw["config"]), raw["method"]
+    try:
+        raw = json.loads(path.read_text())
+        return from_dict(raw["config"]), raw["method"]
+    except (ValueError, KeyError, TypeError) as e:  # someone else's config.json, or damaged
+        raise UserError(f"not a ga-gan run folder ({path} is not a ga-gan config: "
+                        f"{type(e).__name__}: {e})") from None
 
 
 def load_data(cfg: RunConfig, log: Callable = print) -> Dataset:
@@ -84,11 +92,19 @@ def load_data(cfg: RunConfig, log: Callable = print) -> Dataset:
 
 
 class _Stop:
-    """SIGTERM/SIGINT set a flag; the loop finishes its current call, saves, and exits 0."""
+    """SIGTERM/SIGINT set a flag; the loop finishes its current call, saves, and exits 0.
 
-    def __init__(self):
+    A second Ctrl-C raises KeyboardInterrupt at once, except inside `critical()` (starting a
+    checkpoint save, appending a metrics line), where it waits for the section to end: an
+    interrupt in the middle of orbax's save call leaves its background threads broken.
+    """
+
+    def __init__(self, on_error: Callable[[], None] | None = None):
         self.signal: int | None = None
+        self.on_error = on_error
         self._old = {}
+        self._critical = 0
+        self._deferred = False
 
     def __enter__(self):
         for s in (signal.SIGTERM, signal.SIGINT):
@@ -100,12 +116,30 @@ class _Stop:
 
     def _handle(self, signum, frame):
         if self.signal is not None and signum == signal.SIGINT:
+            if self._critical:
+                self._deferred = True
+                return
             raise KeyboardInterrupt  # a second Ctrl-C means now
         self.signal = signum
 
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
+    @contextlib.contextmanager
+    def critical(self):
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+            if not self._critical and self._deferred:
+                self._deferred = False
+                raise KeyboardInterrupt
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is not None and self.on_error is not None:
+                self.on_error()
+        finally:
+            for s, h in self._old.items():
+                signal.signal(s, h)
 
 
 @dataclass
@@ -140,11 +174,20 @@ class Runner:
     def _prepare_folder(self, restart: bool) -> int | None:
         ckpt_dir = self.out / "checkpoints"
         if restart and self.out.exists():
-            for name in ("checkpoints", "metrics.jsonl", "samples", "curves.png", "config.json"):
+            for name in ("checkpoints", "metrics.jsonl", "metrics.tmp", "samples", "samples.png",
+                         "curves.png", "config.json"):
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             self.log(f"--restart: cleared {self.out}")
+        # Only the latest committed step counts: a save killed half way is never listed.
         self.ckpt = Checkpointer(str(ckpt_dir), max_to_keep=self.cfg.log.max_to_keep)
+        try:
+            return self._check_resume()
+        except BaseException:
+            self.ckpt.close()
+            raise
+
+    def _check_resume(self) -> int | None:
         step = self.ckpt.latest_step()
         if step is None:
             if (self.out / "metrics.jsonl").exists() and (self.out / "metrics.jsonl").stat().st_size:
@@ -155,7 +198,7 @@ class Runner:
         if meta.get("method") != self.method_name:
             raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
                             f"'{self.method_name}'; choose another --out or pass --restart")
-        why = config_mismatch(meta["config"], to_dict(self.cfg))
+        why = config_mismatch(meta.get("config", {}), to_dict(self.cfg))
         if why:
             raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
         self.log(f"resuming {self.out} from its checkpoint at generation {step}")
@@ -219,18 +262,25 @@ class Runner:
     def run(self) -> RunResult:
         cfg, log = self.cfg, self.log
         key = jax.random.key(cfg.seed)
-        state = strong_types(jax.jit(self.method.init)(key))
         time_offset = 0.0
-        if self.resume_step is not None:
-            state, meta = self.ckpt.restore(jax.eval_shape(self.method.init, key))
-            state = strong_types(state)
+        if self.resume_step is None:
+            state = strong_types(jax.jit(self.method.init)(key))
+        else:  # restored into the structure (and classes) of a fresh state; init is not run
+            state, meta = self.ckpt.restore(jax.eval_shape(self.method.init, key),
+                                            self.resume_step)
+            state = strong_types(uncommitted(state))
             time_offset = float(meta["time_s"])
-        generation = int(state.generation)
+        generation = start = int(state.generation)
         runlog = RunLog(self.out, resume_generation=self.resume_step, primary=self.primary)
         runlog.write_json("config.json", {"method": self.method_name, "config": to_dict(cfg),
                                           "versions": versions()})
         data = jnp.asarray(self.dataset.images)
         spc = max(1, cfg.log.steps_per_call)
+        # A chunk ends at every multiple of steps_per_call and of each interval below (and at
+        # the total), so checkpoints, evaluations and images land exactly on their interval and
+        # chunk boundaries do not depend on where a run was resumed.
+        intervals = [k for k in (spc, cfg.log.checkpoint_every, cfg.log.eval_every,
+                                 cfg.log.image_every) if k and k > 0]
         last: dict = {}
         stopped_by = "generations"
         train_time = time_offset
@@ -242,20 +292,25 @@ class Runner:
             return {"method": self.method_name, "generation": generation, "time_s": train_time,
                     "config": to_dict(cfg), "versions": versions()}
 
+        # On an error (or a second Ctrl-C) a save already in flight still commits (or reports
+        # its failure) before the error leaves, so a finished interval is not lost.
+        stop = _Stop(on_error=lambda: self.ckpt.close(quiet=True))
+
         def checkpoint(force_wait: bool = False):
-            self.ckpt.save(generation, state, meta())
+            with stop.critical():
+                self.ckpt.save(generation, state, meta())
             if force_wait:
                 self.ckpt.wait()
 
         if self.resume_step is None and cfg.log.eval_every:
             runlog.append({"generation": 0, "time_s": 0.0, **self.evaluate(state)})
         progress = _progress(self.total, generation, enabled=cfg.log.progress and self.primary)
-        with _Stop() as stop:
+        with stop:
             while generation < self.total:
                 if cfg.time_budget is not None and train_time >= cfg.time_budget:
                     stopped_by = "time_budget"
                     break
-                n = min(spc - generation % spc, self.total - generation)
+                n = min([self.total - generation] + [k - generation % k for k in intervals])
                 t0 = time.perf_counter()
                 new_state, metrics = self._chunk(n)(state, data)
                 metrics = jax.device_get(metrics)
@@ -282,8 +337,9 @@ class Runner:
                 generation += n
                 if evaluate:
                     records[-1].update(self.evaluate(state))
-                for r in records:
-                    runlog.append(r)
+                with stop.critical():  # whole lines only
+                    for r in records:
+                        runlog.append(r)
                 last = records[-1] if records else last
                 if cfg.log.image_every and (generation % cfg.log.image_every == 0 or done):
                     self.save_images(state, generation)
@@ -296,7 +352,7 @@ class Runner:
                     break
             checkpoint(force_wait=True)
             progress.close()
-        if self.primary:
+        if self.primary and (generation > start or self.resume_step is None):
             self.save_images(state, generation)
             runlog.plot()
         self.ckpt.close()
@@ -316,6 +372,24 @@ def strong_types(tree):
             return jnp.asarray(x, x.dtype)
         return x
     return jax.tree.map(strong, tree)
+
+
+def uncommitted(tree):
+    """The same values as fresh, uncommitted device arrays, like those `init` returns.
+
+    orbax restores arrays committed to a device, and jit compiles a committed input into a
+    different executable (explicit placement) than the uncommitted state of a fresh run. The
+    numbers agree either way, but a restored run should run the very program a fresh one runs,
+    and hit the same compilation-cache entry.
+    """
+    def fresh(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.random.key_data(x))),
+                                            impl=jax.random.key_impl(x))
+        return jnp.asarray(np.asarray(x), dtype=x.dtype)
+    return jax.tree.map(fresh, tree)
 
 
 def sample_images(gan: GAN, params, stats, key: jax.Array, n: int, batch: int = 512) -> np.ndarray:

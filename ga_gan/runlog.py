@@ -24,11 +24,16 @@ class RunLog:
         if resume_generation is None:
             self.metrics_path.write_text("")
         elif self.metrics_path.exists():
-            keep = [line for line in self.metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["generation"] <= resume_generation]
-            tmp = self.metrics_path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
-            tmp.replace(self.metrics_path)
+            # A line torn by a kill (or a second Ctrl-C) mid-write is dropped with the rest
+            # of what came after the checkpoint.
+            text = self.metrics_path.read_text()
+            keep = "".join(line + "\n" for line in text.splitlines()
+                           if (r := _parse(line)) is not None
+                           and r["generation"] <= resume_generation)
+            if keep != text:  # a finished run resumed with nothing to do stays untouched
+                tmp = self.metrics_path.with_suffix(".tmp")
+                tmp.write_text(keep)
+                tmp.replace(self.metrics_path)
 
     def write_json(self, name: str, obj: dict) -> None:
         if self.primary:
@@ -50,10 +55,21 @@ class RunLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records in a metrics.jsonl; a line torn by a killed writer is skipped."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for line in path.read_text().splitlines() if (r := _parse(line)) is not None]
+
+
+def _parse(line: str) -> dict | None:
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "generation" in record else None
 
 
 def plot_curves(records: list[dict], path: Path) -> Path | None:

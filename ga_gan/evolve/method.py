@@ -48,7 +48,7 @@ def resolve_layout(layout: str, model_name: str) -> str:
 
 def _build(sc: StrategyConfig, num_dims: int) -> Strategy:
     return make_strategy(sc.name, pop=sc.pop, num_dims=num_dims, std=sc.std, lr=sc.lr,
-                         optimizer=sc.optimizer)
+                         optimizer=sc.optimizer, weight_decay=sc.weight_decay)
 
 
 def _summary(prefix: str, fit: jax.Array) -> dict:

@@ -85,7 +85,7 @@ class Strategy:
 
 
 def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr: float,
-                  optimizer: str = "adam") -> Strategy:
+                  optimizer: str = "adam", weight_decay: float = 0.0) -> Strategy:
     reg = strategy_registry()
     key = name.lower().replace("-", "_")
     if key not in reg:
@@ -102,10 +102,11 @@ def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr: float,
     sig = inspect.signature(cls.__init__).parameters
     kwargs: dict[str, Any] = {}
     if "optimizer" in sig:
-        opts = {"adam": optax.adam, "sgd": optax.sgd}
+        opts = {"adam": lambda: optax.adam(lr), "sgd": lambda: optax.sgd(lr),
+                "adamw": lambda: optax.adamw(lr, weight_decay=weight_decay)}
         if optimizer not in opts:
-            raise UserError(f"unknown optimizer '{optimizer}' (adam or sgd)")
-        kwargs["optimizer"] = opts[optimizer](lr)
+            raise UserError(f"unknown optimizer '{optimizer}' (adam, adamw or sgd)")
+        kwargs["optimizer"] = opts[optimizer]()
     if "std_schedule" in sig:
         kwargs["std_schedule"] = optax.constant_schedule(std)
     if "metrics_fn" in sig:

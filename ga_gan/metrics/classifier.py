@@ -132,7 +132,7 @@ def train_classifier(
         return optax.apply_updates(params, updates), opt_state, loss
 
     t0 = time.perf_counter()
-    for epoch in range(epochs):
+    for _ in range(epochs):
         order = rng.permutation(n)
         for s in range(steps_per_epoch):
             idx = order[s * BATCH : (s + 1) * BATCH]

@@ -38,9 +38,9 @@ class ModelConfig:
 
 
 def _doublings(resolution: int) -> int | None:
-    """k such that resolution == 4 * 2**k (k >= 1), else None."""
-    k = int(math.log2(resolution / 4)) if resolution >= 8 else 0
-    return k if k >= 1 and 4 * 2**k == resolution else None
+    """k such that resolution == 4 * 2**k with k >= 1, else None."""
+    k = (resolution // 4).bit_length() - 1
+    return k if k >= 1 and 4 << k == resolution else None
 
 
 def _strided_d(k: int, cfg: ModelConfig) -> ConvDiscriminator:
@@ -72,6 +72,7 @@ def _build_upsample(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
         raise UserError(f"model 'upsample' cannot produce {cfg.resolution}x{cfg.resolution}; "
                         f"supported resolutions: {', '.join(map(str, UPSAMPLE_RESOLUTIONS))}")
     k = _doublings(cfg.resolution)
+    # 256, 128, 64, ... halving per block, floored at 8 before the width multiplier.
     blocks = tuple(scaled(max(8, 256 >> i), cfg.width) for i in range(k))
     g = UpsampleGenerator(scaled(256, cfg.width), blocks, cfg.channels, cfg.norm == "batch")
     return g, _strided_d(k, cfg)

@@ -1,0 +1,109 @@
+"""benchmarks/side_by_side.py at its smallest setting: both methods run, and the table, the plots
+and the JSON summary come out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "side_by_side.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("side_by_side", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out, runs = tmp / "out", tmp / "runs"
+    bench = load_script()
+    rc = bench.main(["--dataset", "digits", "--budget", "3", "--fd-samples", "256",
+                     "--eval-every", "5", "--set", "evolve.g.pop=8", "--set", "evolve.d.pop=8",
+                     "--out", str(out), "--runs-dir", str(runs)])
+    assert rc == 0
+    return out, runs
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", "").split(" ")[0])
+
+
+def test_table_has_a_numeric_row_per_method(tiny_digits):
+    out, _ = tiny_digits
+    text = (out / "digits.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == len(header)
+        rows[cells[0]] = dict(zip(header, cells))
+    assert set(rows) == {"adam", "evolve"}
+    for row in rows.values():
+        assert _number(row["steps / gens"]) > 0
+        assert _number(row["train s"]) >= 3  # the budget stops each run, not the step count
+        for col in ("final fd_pixels", "best fd_pixels (at s)", "final real_score",
+                    "final fake_score"):
+            assert 0 <= _number(row[col]) < 1e6, (col, row[col])
+    assert re.search(r"evolve/adam final fd_pixels at equal wall-clock\*\*: [\d.]+x", text)
+    assert "python benchmarks/side_by_side.py --dataset digits --budget 3" in text
+    assert "jax backend" in text
+
+
+def test_plots_are_valid_images(tiny_digits):
+    out, _ = tiny_digits
+    for name in ("digits_fd.png", "digits_samples.png"):
+        path = out / name
+        assert path.stat().st_size > 0
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            assert im.width > 100 and im.height > 100
+
+
+def test_json_summary(tiny_digits):
+    out, runs = tiny_digits
+    report = json.loads((out / "digits.json").read_text())
+    for key in ("dataset", "budget", "seed", "methods", "fd_metrics", "thresholds", "ratios",
+                "command", "machine", "date"):
+        assert key in report
+    assert report["dataset"] == "digits" and report["budget"] == 3
+    assert report["fd_metrics"] == ["fd_pixels"]
+    assert [m["method"] for m in report["methods"]] == ["adam", "evolve"]
+    for m in report["methods"]:
+        for key in ("runner", "steps", "time_s", "stopped_by", "final", "best", "initial",
+                    "final_scores", "curve", "reached", "run_dir"):
+            assert key in m
+        assert m["stopped_by"] == "time_budget"
+        assert m["final"]["fd_pixels"] > 0
+        assert m["curve"][0]["generation"] == 0 and m["curve"][-1]["generation"] == m["steps"]
+        assert Path(m["run_dir"]) == runs / f"digits-{m['method']}"
+        assert (Path(m["run_dir"]) / "samples.png").is_file()
+    assert report["machine"]["cores"] >= 1 and report["machine"]["backend"]
+
+
+def test_unknown_method_is_refused(tmp_path, capsys):
+    bench = load_script()
+    assert bench.main(["--dataset", "digits", "--methods", "adam,nope",
+                       "--out", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_eval_every_picks_about_the_wanted_number_of_points():
+    bench = load_script()
+    spec = bench.DatasetSpec("x.toml", 60, rate={"train": 1000, "evolve": 20}, points=25)
+    every = bench.eval_every_for(spec, "train", 60, 10)
+    assert every % 10 == 0 and 10 <= 60 * 1000 / every <= 50
+    assert bench.eval_every_for(spec, "evolve", 60, 10) % 10 == 0
+    assert set(bench.METHODS) >= {"adam", "evolve"}

@@ -1,0 +1,416 @@
+"""Checkpoints that resume exactly, across separate processes, signals and kills.
+
+Every run below is a real `ga-gan` process (the same `main` the console script calls), so a
+resume starts from nothing but the run folder. The processes are started in three waves, two to
+four at a time, and the tests then only read what they left behind:
+
+  wave 1  U   evolve 100 generations in one go (with --restart over a stale folder)
+          TU  train 100 steps in one go
+  wave 2  A1  evolve 50 (relative --out)             T1  train 50
+          S1  evolve 100, SIGTERM once it is running K1  evolve 100, SIGKILL during a save
+  wave 3  A2  --resume A --generations 100           T2  --resume T --steps 100
+          S2  --resume S                             K2  --resume K
+
+Speed. Almost all of a small process's time is XLA compilation, so the processes share a JAX
+persistent compilation cache in the test's temporary folder: wave 1 compiles, waves 2 and 3
+load the same executables. A cached executable is the one a fresh compile produces, so this
+changes no number; set GA_GAN_TEST_NO_JAX_CACHE=1 to compile in every process anyway (slower).
+
+Killing during a save. A kill must land after orbax has written a checkpoint's data but before
+it commits it (by renaming `<step>.orbax-checkpoint-tmp` to `<step>`). K1 runs the CLI through a
+small wrapper (STALL below) that patches orbax's public `orbax.checkpoint.path.atomicity.
+AtomicRenameTemporaryPath.finalize` (the commit) so that, for one chosen step only, it writes a
+marker file and then blocks forever instead of renaming. Nothing in ga_gan knows about it. The
+training loop keeps going until the next save waits for the stuck one; the test then sends
+SIGKILL, which is exactly a process dying with an uncommitted save in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TOTAL, HALF = 100, 50
+LOG = ["--no-progress", "--set", "log.eval_every=0", "--set", "log.image_every=0",
+       "--set", "log.checkpoint_every=25"]
+EV = ["--pop", "8", *LOG]
+K_EVERY, K_STALL = 15, 30  # K1 checkpoints every 15 (not a multiple of steps_per_call=10)
+
+CLI = "import sys; from ga_gan.cli import main; sys.exit(main(sys.argv[1:]))"
+STALL = """
+import os, sys, time
+from orbax.checkpoint.path import atomicity
+
+_commit = atomicity.AtomicRenameTemporaryPath.finalize
+
+async def finalize(self, *args, **kwargs):
+    if self.get_final().name == os.environ["GA_GAN_TEST_STALL_STEP"]:
+        with open(os.environ["GA_GAN_TEST_STALL_MARK"], "w") as f:
+            f.write(str(self.get()))
+        while True:  # data written, commit never comes: wait for SIGKILL
+            time.sleep(3600)
+    return await _commit(self, *args, **kwargs)
+
+atomicity.AtomicRenameTemporaryPath.finalize = finalize
+from ga_gan.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class Proc:
+    def __init__(self, root: Path, name: str, args: list, env: dict, code: str = CLI):
+        self.name, self.root = name, root
+        self.args = [str(a) for a in args]
+        with open(root / f"{name}.stdout", "w") as out, open(root / f"{name}.stderr", "w") as err:
+            self.p = subprocess.Popen([sys.executable, "-c", code, *self.args], cwd=root,
+                                      env=env, stdout=out, stderr=err)
+
+    @property
+    def rc(self):
+        return self.p.poll()
+
+    @property
+    def stdout(self) -> str:
+        return (self.root / f"{self.name}.stdout").read_text()
+
+    @property
+    def stderr(self) -> str:
+        return (self.root / f"{self.name}.stderr").read_text()
+
+    def describe(self) -> str:
+        return (f"{self.name} ({' '.join(self.args)}) exited {self.rc}\n--- stdout\n"
+                f"{self.stdout[-2000:]}\n--- stderr\n{self.stderr[-3000:]}")
+
+
+def _drive(procs: list[Proc], hooks=(), timeout: float = 400) -> None:
+    """Wait for every process, calling each hook (which may signal one) every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while any(p.rc is None for p in procs):
+        for hook in hooks:
+            hook()
+        if time.monotonic() > deadline:
+            for p in procs:
+                if p.rc is None:
+                    p.p.kill()
+            raise AssertionError("timed out:\n" + "\n".join(p.describe() for p in procs))
+        time.sleep(0.02)
+
+
+def _generations(run: Path) -> list[int]:
+    from ga_gan.runlog import read_metrics
+    return [r["generation"] for r in read_metrics(run / "metrics.jsonl")]
+
+
+def _metrics(run: Path) -> list[dict]:
+    from ga_gan.run import TIMING_KEYS
+    from ga_gan.runlog import read_metrics
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS}
+            for r in read_metrics(run / "metrics.jsonl")]
+
+
+def _latest_step(run: Path):
+    from ga_gan.checkpoint import Checkpointer
+    ckpt = Checkpointer(str(run / "checkpoints"), async_save=False)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+def _meta(run: Path, step: int) -> dict:
+    from ga_gan.checkpoint import Checkpointer
+    ckpt = Checkpointer(str(run / "checkpoints"), async_save=False)
+    try:
+        return ckpt.read_meta(step)
+    finally:
+        ckpt.close()
+
+
+def _arrays(tree) -> list[np.ndarray]:
+    import jax
+    out = []
+    for x in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        out.append(np.asarray(x))
+    return out
+
+
+def _assert_same_final_state(run: Path, reference: Path) -> None:
+    """The latest checkpoints hold bit-identical states (strategy means, optimiser and BN
+    state, PRNG key, counters), hence bit-identical generators."""
+    from ga_gan.sample import load_generator
+    _, params, stats, _, state, _ = load_generator(run)
+    _, ref_params, ref_stats, _, ref_state, _ = load_generator(reference)
+    assert int(state.generation) == int(ref_state.generation) == TOTAL
+    for name, a, b in (("state", state, ref_state), ("generator", (params, stats),
+                                                     (ref_params, ref_stats))):
+        xs, ys = _arrays(a), _arrays(b)
+        assert len(xs) == len(ys)
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            assert x.dtype == y.dtype and x.shape == y.shape, (name, i)
+            assert np.array_equal(x, y), f"{name} leaf {i} of {run} differs from {reference}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if not os.environ.get("GA_GAN_TEST_NO_JAX_CACHE"):
+        env.update(JAX_COMPILATION_CACHE_DIR=str(root / "jax-cache"),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    U, TU, A, T, S, K = (root / n for n in ("U", "TU", "A", "T", "S", "K"))
+    facts: dict = {"root": root}
+    procs: dict[str, Proc] = {}
+
+    def start(name, args, code=CLI, extra_env=None):
+        procs[name] = Proc(root, name, args, dict(env, **(extra_env or {})), code)
+        return procs[name]
+
+    def ok(*names):
+        for n in names:
+            assert procs[n].rc == 0, procs[n].describe()
+
+    try:
+        # wave 1 -------------------------------------------------------------------------
+        # U's folder holds the remains of a run killed before its first checkpoint completed.
+        (U / "checkpoints" / "3.orbax-checkpoint-tmp").mkdir(parents=True)
+        (U / "metrics.jsonl").write_text('{"generation": 1, "time_s": 0.1}\n{"generat')
+        start("U", ["evolve", *EV, "--generations", TOTAL, "--out", U, "--restart"])
+        start("TU", ["train", *LOG, "--steps", TOTAL, "--out", TU])
+        _drive([procs["U"], procs["TU"]])
+        ok("U", "TU")
+
+        # wave 2 -------------------------------------------------------------------------
+        start("A1", ["evolve", *EV, "--generations", HALF, "--out", "A"])  # relative path
+        start("T1", ["train", *LOG, "--steps", HALF, "--out", T])
+        s1 = start("S1", ["evolve", *EV, "--generations", TOTAL, "--out", S])
+        mark = root / "K.stalled"
+        k1 = start("K1", ["evolve", *EV, "--set", f"log.checkpoint_every={K_EVERY}",
+                          "--generations", TOTAL, "--out", K], code=STALL,
+                   extra_env={"GA_GAN_TEST_STALL_STEP": str(K_STALL),
+                              "GA_GAN_TEST_STALL_MARK": str(mark)})
+
+        def sigterm_once_running():
+            if "S_signalled_at" not in facts and s1.rc is None and _generations(S):
+                facts["S_signalled_at"] = _generations(S)[-1]
+                s1.p.send_signal(signal.SIGTERM)
+
+        def sigkill_during_save():
+            if k1.rc is not None or not mark.exists():
+                return
+            facts.setdefault("K_stalled_since", time.monotonic())
+            gens = _generations(K)
+            # the loop runs on to the next checkpoint, where it waits for the stuck save
+            if (gens and gens[-1] >= K_STALL + K_EVERY) or \
+                    time.monotonic() - facts["K_stalled_since"] > 30:
+                k1.p.send_signal(signal.SIGKILL)
+
+        _drive([procs[n] for n in ("A1", "T1", "S1", "K1")],
+               hooks=[sigterm_once_running, sigkill_during_save])
+        ok("A1", "T1", "S1")
+        facts["A_meta_half"] = _meta(A, HALF)
+        facts["S_generations"] = _generations(S)
+        facts["S_latest"] = _latest_step(S)
+        facts["K_stalled"] = mark.exists()
+        facts["K_generations"] = _generations(K)
+        facts["K_dirs"] = sorted(p.name for p in (K / "checkpoints").iterdir())
+        facts["K_latest"] = _latest_step(K)
+
+        # wave 3 -------------------------------------------------------------------------
+        start("A2", ["evolve", "--resume", "A", "--generations", TOTAL])
+        start("T2", ["train", "--resume", T, "--steps", TOTAL])
+        start("S2", ["evolve", "--resume", S])
+        start("K2", ["evolve", "--resume", K])
+        _drive([procs[n] for n in ("A2", "T2", "S2", "K2")])
+    finally:
+        for p in procs.values():
+            if p.rc is None:
+                p.p.kill()
+                p.p.wait()
+    return {"procs": procs, "facts": facts, "U": U, "TU": TU, "A": A, "T": T, "S": S, "K": K}
+
+
+def test_evolve_k_then_extended_to_2k_equals_2k_in_one_go(runs):
+    """A finished 50-generation run, extended by raising --generations to 100 in a second
+    process, ends bit-identical to 100 generations in one go: state and metrics.jsonl."""
+    a2 = runs["procs"]["A2"]
+    assert a2.rc == 0, a2.describe()
+    assert f"resuming A from its checkpoint at generation {HALF}" in a2.stdout
+    assert _metrics(runs["A"]) == _metrics(runs["U"])
+    assert _generations(runs["A"]) == list(range(1, TOTAL + 1))
+    _assert_same_final_state(runs["A"], runs["U"])
+    # training time (and so --time-budget) accumulates across the two processes
+    times = [json.loads(line)["time_s"] for line in (runs["A"] / "metrics.jsonl").open()]
+    assert times == sorted(times) and times[HALF] >= runs["facts"]["A_meta_half"]["time_s"] > 0
+    assert _meta(runs["A"], TOTAL)["time_s"] == pytest.approx(times[-1], abs=1e-3)
+
+
+def test_train_k_then_resumed_to_2k_equals_2k_in_one_go(runs):
+    t2 = runs["procs"]["T2"]
+    assert t2.rc == 0, t2.describe()
+    assert f"from its checkpoint at generation {HALF}" in t2.stdout
+    assert _metrics(runs["T"]) == _metrics(runs["TU"])
+    assert _generations(runs["T"]) == list(range(1, TOTAL + 1))
+    _assert_same_final_state(runs["T"], runs["TU"])
+
+
+def test_sigterm_saves_exits_0_and_resumes_exactly(runs):
+    s1, s2, facts = runs["procs"]["S1"], runs["procs"]["S2"], runs["facts"]
+    assert "S_signalled_at" in facts, "S1 finished before it could be signalled"
+    assert s1.rc == 0, s1.describe()
+    assert f"Resume with: ga-gan evolve --resume {runs['S']}" in s1.stdout
+    reached = facts["S_generations"][-1]
+    assert facts["S_signalled_at"] <= reached < TOTAL  # it stopped early, after its chunk
+    assert facts["S_generations"] == list(range(1, reached + 1))
+    assert facts["S_latest"] == reached  # a checkpoint at exactly the generation reached
+    assert s2.rc == 0, s2.describe()
+    assert f"from its checkpoint at generation {reached}" in s2.stdout
+    assert _generations(runs["S"]) == list(range(1, TOTAL + 1))  # each exactly once
+    assert _metrics(runs["S"]) == _metrics(runs["U"])
+    _assert_same_final_state(runs["S"], runs["U"])
+
+
+def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(runs):
+    k1, k2, facts = runs["procs"]["K1"], runs["procs"]["K2"], runs["facts"]
+    assert facts["K_stalled"], "the save of step %d never reached its commit:\n%s" % (
+        K_STALL, k1.describe())
+    assert k1.rc == -signal.SIGKILL, k1.describe()
+    # data for K_STALL was written but never committed: its tmp folder is left, ignored
+    assert f"{K_STALL}.orbax-checkpoint-tmp" in facts["K_dirs"]
+    assert str(K_STALL) not in facts["K_dirs"]
+    assert facts["K_latest"] == K_STALL - K_EVERY  # at most one interval lost
+    assert facts["K_generations"][-1] >= K_STALL  # metrics had run past the checkpoint
+    assert k2.rc == 0, k2.describe()
+    assert f"from its checkpoint at generation {K_STALL - K_EVERY}" in k2.stdout
+    assert not [p for p in (runs["K"] / "checkpoints").iterdir() if "tmp" in p.name]
+    assert _generations(runs["K"]) == list(range(1, TOTAL + 1))
+    assert _metrics(runs["K"]) == _metrics(runs["U"])
+    _assert_same_final_state(runs["K"], runs["U"])
+
+
+def _cli(args, capsys) -> tuple[int, str, str]:
+    from ga_gan.cli import main
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _snapshot(run: Path) -> tuple:
+    return ((run / "metrics.jsonl").read_bytes(),
+            sorted(p.name for p in (run / "checkpoints").iterdir()))
+
+
+def _files(run: Path) -> dict:
+    return {str(p.relative_to(run)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(run.rglob("*")) if p.is_file() and p.name != "config.json"}
+
+
+def test_resuming_a_finished_run_changes_nothing(runs, capsys):
+    """No metrics line, checkpoint, sample grid or plot is added or rewritten."""
+    def config():  # rewritten; only the folder's spelling ("A", then absolute) changes
+        raw = json.loads((runs["A"] / "config.json").read_text())
+        raw["config"].pop("out")
+        return raw
+
+    files, before = _files(runs["A"]), config()
+    rc, out, err = _cli(["evolve", "--resume", runs["A"]], capsys)
+    assert rc == 0, err
+    assert f"already at generation {TOTAL} >= {TOTAL}: nothing to do" in out
+    assert _files(runs["A"]) == files
+    assert config() == before
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["evolve", "--resume", "{U}", "--set", "model.width=0.5"], "model.width"),
+    (["evolve", "--resume", "{U}", "--strategy", "snes"], "'snes'"),
+    (["evolve", "--resume", "{U}", "--pop", "16"], "pop"),
+    (["train", "--out", "{U}", *LOG], "holds a 'evolve' run"),
+    (["train", "--resume", "{U}"], "'evolve' run"),
+    (["evolve", "--resume", "{root}/not-there"], "not a ga-gan run folder"),
+    (["evolve", "--resume", "{root}/jax-cache"], "not a ga-gan run folder"),
+    (["evolve", "--resume", "{root}/foreign"], "not a ga-gan run folder"),
+], ids=["width", "strategy", "pop", "other-method-out", "other-method-resume", "missing",
+        "not-a-run", "foreign-config"])
+def test_mismatched_resume_exits_2_with_one_line(runs, capsys, args, reason):
+    root = runs["facts"]["root"]
+    (root / "foreign").mkdir(exist_ok=True)
+    (root / "foreign" / "config.json").write_text('{"name": "someone else\'s"}')
+    (root / "jax-cache").mkdir(exist_ok=True)
+    before = _snapshot(runs["U"])
+    args = [a.format(U=runs["U"], root=root) for a in args]
+    rc, out, err = _cli(args, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, (out, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert reason in lines[0], lines[0]
+    assert _snapshot(runs["U"]) == before
+
+
+def test_run_without_a_complete_checkpoint_is_not_overwritten(runs, capsys, tmp_path):
+    """Killed before its first checkpoint committed: refused (exit 2) unless --restart."""
+    run = tmp_path / "X"
+    (run / "checkpoints" / "10.orbax-checkpoint-tmp").mkdir(parents=True)
+    shutil.copy(runs["U"] / "config.json", run / "config.json")
+    (run / "metrics.jsonl").write_text('{"generation": 1, "time_s": 0.1}\n')
+    before = (run / "metrics.jsonl").read_bytes()
+    for args in (["evolve", *EV, "--generations", 20, "--out", run],
+                 ["evolve", "--resume", run]):
+        rc, out, err = _cli(args, capsys)
+        assert rc == 2, (out, err)
+        assert "without a complete checkpoint" in err and "--restart" in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert (run / "metrics.jsonl").read_bytes() == before
+    # ...and U was started with --restart over such a folder: cleared, then a clean run
+    u = runs["procs"]["U"]
+    assert f"--restart: cleared {runs['U']}" in u.stdout
+    assert _generations(runs["U"]) == list(range(1, TOTAL + 1))
+    assert not (runs["U"] / "checkpoints" / "3.orbax-checkpoint-tmp").exists()
+
+
+def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
+    from ga_gan.runlog import RunLog, read_metrics
+    lines = [json.dumps({"generation": g, "time_s": g / 10}) for g in range(1, 6)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"generation": 6, "ti')
+    assert [r["generation"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+    RunLog(tmp_path, resume_generation=3)
+    assert (tmp_path / "metrics.jsonl").read_text() == "\n".join(lines[:3]) + "\n"
+
+
+def test_second_ctrl_c_interrupts_but_waits_for_a_critical_section():
+    """First SIGINT/SIGTERM: a flag (the loop saves and exits 0). A second Ctrl-C raises
+    KeyboardInterrupt, deferred to the end of a critical section (a save being started, metrics
+    lines being written); on the way out the on_error hook (wait for the save) runs and the
+    previous handlers come back."""
+    from ga_gan.run import _Stop
+    called = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with _Stop(on_error=lambda: called.append(True)) as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # repeated SIGTERM: still just the flag
+            assert stop.signal == signal.SIGTERM
+            with pytest.raises(KeyboardInterrupt):
+                with stop.critical():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.05)
+                    called.append("still inside")
+            assert called == ["still inside"]
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            called.append("not reached")
+    assert called == ["still inside", True]
+    assert signal.getsignal(signal.SIGINT) is before
