@@ -44,11 +44,17 @@ class Method:
     label: str = ""
 
 
-# One row per method name usable in --methods. A hybrid mode will be one more line, e.g.
-#   "hybrid-egan": Method("evolve", {"evolve.mode": "egan"}, "E-GAN style hybrid"),
+# One row per method name usable in --methods.
+HYBRID = {"evolve.mode": "hybrid"}
 METHODS: dict[str, Method] = {
     "adam": Method("train", {}, "Adam (DCGAN baseline, backprop)"),
     "evolve": Method("evolve", {}, "evolution (evosax, no backprop)"),
+    "hybrid-egan": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "egan"},
+                          "E-GAN hybrid: G population mutated by Adam on 3 losses, D by Adam"),
+    "hybrid-adam-d": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "adam-d"},
+                            "hybrid: D by Adam, G evolved (evosax)"),
+    "hybrid-lamarck": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "lamarck"},
+                             "hybrid: evosax populations + Adam steps on their means"),
 }
 
 # The reference that the thresholds and ratios are measured against (when it is run).
@@ -69,9 +75,14 @@ class DatasetSpec:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec("configs/digits.toml", 60, {}, {"train": 1000, "evolve": 20},
+    # (rates by Runner method, or by --methods name where that differs: the hybrids)
+    "digits": DatasetSpec("configs/digits.toml", 60, {},
+                          {"train": 1000, "evolve": 20, "hybrid-egan": 250,
+                           "hybrid-adam-d": 45, "hybrid-lamarck": 25},
                           points=60),  # 64-d pixel FD: cheap, and Adam moves in seconds
-    "mnist": DatasetSpec("configs/mnist.toml", 180, {}, {"train": 75, "evolve": 0.8}, points=12),
+    "mnist": DatasetSpec("configs/mnist.toml", 180, {},
+                         {"train": 75, "evolve": 0.8, "hybrid-egan": 55, "hybrid-adam-d": 3.5,
+                          "hybrid-lamarck": 1.8}, points=12),
     "anime": DatasetSpec("configs/anime-cpu.toml", 600, {"data.limit": 2000},
                          {"train": 5, "evolve": 2}, points=12),
 }
@@ -140,7 +151,8 @@ def build_config(args, name: str, method: Method, spec: DatasetSpec):
     elif any(k == "log.eval_every" for k in parse_set(args.set)):
         every = cfg.log.eval_every
     else:
-        every = eval_every_for(spec, method.runner, float(args.budget), spc)
+        every = eval_every_for(spec, name if name in spec.rate else method.runner,
+                               float(args.budget), spc)
     return apply_overrides(cfg, {"log.eval_every": every})
 
 

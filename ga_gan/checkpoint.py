@@ -21,7 +21,7 @@ from ga_gan.errors import UserError
 
 # Config keys that may change when a run is resumed: they bound or observe the run but do not
 # change what one generation computes.
-RESUMABLE_CHANGES = ("out", "time_budget", "evolve.generations", "train.steps", "log.",
+RESUMABLE_CHANGES = ("out", "checkpoint_dir", "time_budget", "evolve.generations", "train.steps", "log.",
                      "data.cache_dir")
 
 

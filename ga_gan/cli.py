@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pop-d", type=int)
     ev.add_argument("--strategy", help="evosax strategy for both populations: open_es, snes, "
                                        "pgpe, sep_cma_es, simple_ga, ... (default open_es)")
+    ev.add_argument("--rank", type=int, help="with --strategy lowrank_es: rank of each "
+                                             "kernel's perturbation (default 4)")
     ev.add_argument("--mode", help="evolve (default) | hybrid")
     ev.add_argument("--hybrid", metavar="VARIANT",
                     help="with --mode hybrid: egan | adam-d | lamarck")
@@ -99,6 +101,8 @@ def resolve_config(args: argparse.Namespace):
                 over[f"evolve.{role}.pop"] = val
         if args.strategy:
             over["evolve.g.name"] = over["evolve.d.name"] = args.strategy
+        if getattr(args, "rank", None) is not None:
+            over["evolve.g.rank"] = over["evolve.d.rank"] = args.rank
         if args.mode:
             over["evolve.mode"] = args.mode
         if args.hybrid:

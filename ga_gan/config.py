@@ -47,6 +47,7 @@ class StrategyConfig:
     fitness: str = "bce"  # D: bce | accuracy; G: bce | fooling
     layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
     chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
+    rank: int = 4  # lowrank_es: rank r of each kernel's perturbation A B^T
 
 
 @dataclass
@@ -107,6 +108,7 @@ class RunConfig:
     seed: int = 0
     out: str = "runs/default"
     time_budget: float | None = None  # wall-clock seconds; the run stops cleanly after it
+    checkpoint_dir: str | None = None  # default <out>/checkpoints; may be gs://bucket/run/ckpt
     data: DataConfig = field(default_factory=DataConfig)
     # The default is the digits setup: an MLP GAN sized for 8x8 (about 19k + 17k parameters).
     model: ModelConfig = field(default_factory=lambda: ModelConfig(

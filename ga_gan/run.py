@@ -172,7 +172,7 @@ class Runner:
 
     # --- the run folder ---------------------------------------------------------------------
     def _prepare_folder(self, restart: bool) -> int | None:
-        ckpt_dir = self.out / "checkpoints"
+        ckpt_dir = checkpoint_dir(self.cfg)
         if restart and self.out.exists():
             for name in ("checkpoints", "metrics.jsonl", "metrics.tmp", "samples", "samples.png",
                          "curves.png", "config.json"):
@@ -198,7 +198,7 @@ class Runner:
         if meta.get("method") != self.method_name:
             raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
                             f"'{self.method_name}'; choose another --out or pass --restart")
-        why = config_mismatch(meta.get("config", {}), to_dict(self.cfg))
+        why = config_mismatch(_with_defaults(meta.get("config", {})), to_dict(self.cfg))
         if why:
             raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
         self.log(f"resuming {self.out} from its checkpoint at generation {step}")
@@ -322,7 +322,9 @@ class Runner:
                                     f"{generation + 1}-{generation + n}; the last good state "
                                     f"(generation {generation}) is saved in {self.out}")
                 state = new_state
-                done = generation + n >= self.total
+                out_of_time = cfg.time_budget is not None and train_time >= cfg.time_budget
+                # a run stopped by its budget still ends with a logged, evaluated last line
+                done = generation + n >= self.total or out_of_time
                 evaluate = bool(cfg.log.eval_every) and (
                     (generation + n) % cfg.log.eval_every == 0 or done)
                 records = []
@@ -347,6 +349,9 @@ class Runner:
                 if cfg.log.checkpoint_every and generation % cfg.log.checkpoint_every == 0:
                     checkpoint()
                 progress(generation, last)
+                if out_of_time and generation < self.total:
+                    stopped_by = "time_budget"
+                    break
                 if stop.signal is not None:
                     stopped_by = "signal"
                     break
@@ -362,6 +367,22 @@ class Runner:
         elif stopped_by == "time_budget":
             log(f"time budget of {cfg.time_budget:g} s reached at generation {generation}")
         return RunResult(self.out, generation, train_time, stopped_by, last)
+
+
+def checkpoint_dir(cfg: RunConfig) -> str:
+    """Where a run's checkpoints live: `checkpoint_dir` (any path orbax accepts, gs://bucket/run
+    included) or the run folder's `checkpoints/`."""
+    return cfg.checkpoint_dir or str(Path(cfg.out) / "checkpoints")
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A checkpoint's config with keys added to RunConfig since it was written at their
+    defaults (a new option's default keeps the old behaviour), so old runs still resume."""
+    from ga_gan.config import from_dict
+    try:
+        return to_dict(from_dict(saved))
+    except UserError:  # a key this version no longer knows: compare as saved, and refuse
+        return saved
 
 
 def strong_types(tree):

@@ -20,16 +20,17 @@ from ga_gan.images import grid, save_png
 
 def load_generator(run_dir: str | Path):
     """(gan, g_params, g_stats, config, state, method) of a run's latest checkpoint."""
-    from ga_gan.run import build_method, load_run_config
+    from ga_gan.run import build_method, checkpoint_dir, load_run_config
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
     cfg, method_name = load_run_config(run_dir)
     gan = make_gan(cfg.model)
     method = build_method(method_name, gan, cfg)
-    ckpt = Checkpointer(str(run_dir / "checkpoints"), async_save=False)
+    ckpt_dir = checkpoint_dir(cfg) if cfg.checkpoint_dir else str(run_dir / "checkpoints")
+    ckpt = Checkpointer(ckpt_dir, async_save=False)
     if ckpt.latest_step() is None:
-        raise UserError(f"no complete checkpoint in {run_dir / 'checkpoints'}")
+        raise UserError(f"no complete checkpoint in {ckpt_dir}")
     key = jax.random.key(cfg.seed)
     state, _ = ckpt.restore(jax.eval_shape(method.init, key))
     ckpt.close()

@@ -22,6 +22,7 @@ from ga_gan.config import EvolveConfig, StrategyConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.evolve import fitness as F
+from ga_gan.evolve.lowrank import NAME as LOWRANK, LowRankES, evaluate_lowrank, make_lowrank
 from ga_gan.evolve.strategies import Strategy, make_strategy
 from ga_gan.gan import GAN
 
@@ -36,7 +37,11 @@ class EvolveState:
     d_stats: Any
 
 
-def resolve_layout(layout: str, model_name: str) -> str:
+def resolve_layout(layout: str, model_name: str, lowrank: bool = False) -> str:
+    if layout == "auto" and lowrank:
+        # Low-rank members share the mean's kernels: vmap makes every layer's base op one large
+        # op over all members' images (benchmarks/results/throughput.md), on CPU too.
+        return "vmap"
     if layout == "auto":
         # Measured on 2 CPU cores: lax.map beats vmap 2-3x even for the digits MLP (batched
         # matmuls are slow on XLA:CPU) and 3-5x for convolutions; accelerators prefer vmap.
@@ -46,7 +51,14 @@ def resolve_layout(layout: str, model_name: str) -> str:
     return layout
 
 
-def _build(sc: StrategyConfig, num_dims: int) -> Strategy:
+def _is_lowrank(sc: StrategyConfig) -> bool:
+    return sc.name.lower().replace("-", "_") == LOWRANK
+
+
+def _build(sc: StrategyConfig, num_dims: int, template=None) -> Strategy | LowRankES:
+    if _is_lowrank(sc):
+        return make_lowrank(template(), pop=sc.pop, rank=sc.rank, std=sc.std, lr=sc.lr,
+                            optimizer=sc.optimizer, weight_decay=sc.weight_decay)
     return make_strategy(sc.name, pop=sc.pop, num_dims=num_dims, std=sc.std, lr=sc.lr,
                          optimizer=sc.optimizer, weight_decay=sc.weight_decay)
 
@@ -63,10 +75,11 @@ class Evolve:
 
     def __init__(self, gan: GAN, cfg: EvolveConfig):
         self.gan, self.cfg = gan, cfg
-        self.sg = _build(cfg.g, gan.g_size)
-        self.sd = _build(cfg.d, gan.d_size)
-        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name)
-        self.layout_d = resolve_layout(cfg.d.layout, gan.cfg.name)
+        shapes = lambda i: jax.eval_shape(gan.init, jax.random.key(0))[i]["params"]
+        self.sg = _build(cfg.g, gan.g_size, lambda: shapes(0))
+        self.sd = _build(cfg.d, gan.d_size, lambda: shapes(1))
+        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, _is_lowrank(cfg.g))
+        self.layout_d = resolve_layout(cfg.d.layout, gan.cfg.name, _is_lowrank(cfg.d))
         self.d_objective, self.d_higher = F.objective("d", cfg.d.fitness)
         self.g_objective, self.g_higher = F.objective("g", cfg.g.fitness)
 
@@ -89,6 +102,20 @@ class Evolve:
         return self.gan.unravel_d(self.sd.center(state.d)), state.d_stats
 
     # --- one generation ---------------------------------------------------------------------
+    @staticmethod
+    def _population(strategy, sstate, unravel, member_fitness, layout, chunk, k_ask, k_tell):
+        """(fitness, new strategy state) of one population; member_fitness(params) -> scalar."""
+        if isinstance(strategy, LowRankES):
+            # Low-rank path: factors instead of a pop x n population, the mean never copied.
+            noise = strategy.sample(k_ask)
+            mean_tree = unravel(strategy.center(sstate))
+            fit = evaluate_lowrank(strategy, mean_tree, noise, member_fitness, layout, chunk)
+            return fit, strategy.tell(noise, fit, sstate)
+        pop, sstate = strategy.ask(k_ask, sstate)
+        fit = F.evaluate_population(lambda flat: member_fitness(unravel(flat)), pop, layout,
+                                    chunk)
+        return fit, strategy.tell(k_tell, pop, fit, sstate)
+
     def step(self, state: EvolveState, data: jax.Array) -> tuple[EvolveState, dict]:
         gan = self.gan
         key, k_x, k_z, k_ask_d, k_tell_d, k_ask_g, k_tell_g = jax.random.split(state.key, 7)
@@ -99,28 +126,23 @@ class Evolve:
         fake, _ = gan.generate(g_params, g_stats, z, train=True)
 
         # Discriminator generation against the current generator mean.
-        d_pop, d_state = self.sd.ask(k_ask_d, state.d)
-
-        def d_member(flat):
-            p = gan.unravel_d(flat)
+        def d_member(p):
             real_logits, _ = gan.discriminate(p, state.d_stats, real)
             fake_logits, _ = gan.discriminate(p, state.d_stats, fake)
             return F.to_minimise(self.d_objective(real_logits, fake_logits), self.d_higher)
 
-        d_fit = F.evaluate_population(d_member, d_pop, self.layout_d, self.cfg.d.chunk)
-        d_state = self.sd.tell(k_tell_d, d_pop, d_fit, d_state)
+        d_fit, d_state = self._population(self.sd, state.d, gan.unravel_d, d_member,
+                                          self.layout_d, self.cfg.d.chunk, k_ask_d, k_tell_d)
         d_params = gan.unravel_d(self.sd.center(d_state))
 
         # Generator generation against the updated discriminator mean.
-        g_pop, g_state = self.sg.ask(k_ask_g, state.g)
-
-        def g_member(flat):
-            images, _ = gan.generate(gan.unravel_g(flat), state.g_stats, z)
+        def g_member(p):
+            images, _ = gan.generate(p, state.g_stats, z)
             fake_logits, _ = gan.discriminate(d_params, state.d_stats, images)
             return F.to_minimise(self.g_objective(fake_logits), self.g_higher)
 
-        g_fit = F.evaluate_population(g_member, g_pop, self.layout_g, self.cfg.g.chunk)
-        g_state = self.sg.tell(k_tell_g, g_pop, g_fit, g_state)
+        g_fit, g_state = self._population(self.sg, state.g, gan.unravel_g, g_member,
+                                          self.layout_g, self.cfg.g.chunk, k_ask_g, k_tell_g)
         g_params = gan.unravel_g(self.sg.center(g_state))
 
         # Scores of the new means on this generation's batch (also refreshes BN statistics).

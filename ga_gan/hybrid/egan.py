@@ -12,6 +12,13 @@ One generation, a pure function of (state, data):
      Fd = -log ||grad_D BCE(D; x, G(z))||, fitness F = Fq + gamma * Fd (higher is better);
   4. selection: the mu fittest children survive, fittest first, with their optimiser states.
 The generator a user samples from is the fittest survivor (parent 0).
+
+Notes. Children inherit their parent's Adam moments, and Adam's update is invariant to the
+scale of the gradient, so the three losses (whose gradients differ only by a per-sample weight
+on D's logit) give nearly the same child while D(G(z)) is near 1/2 or on a first Adam step;
+they pull apart once D is confident. Children are vmapped even on CPU, unlike `Evolve`'s
+members: three small MLP children measured faster vmapped than under lax.map (digits 269 vs
+231 generations/s, MNIST width 0.25: 60 vs 49); `evolve.g.layout = "map"` switches.
 """
 
 from __future__ import annotations

@@ -1,0 +1,268 @@
+"""Low-rank evolution strategy (in the spirit of EGGROLL, "Evolution Strategies at the Hyperscale").
+
+Member i of a population is the shared mean plus a perturbation. For every large kernel (Dense,
+Conv, ConvTranspose) the perturbation is rank r,
+
+    W_i = W + sigma / sqrt(r) * s_i * A_i @ B_i^T      (A_i: fan_in x r, B_i: out x r, s_i = +-1)
+
+and the member's layer output is computed without ever forming W_i:
+
+    y_i = layer(x_i; W) + sigma / sqrt(r) * s_i * (layer(x_i; A_i) @ B_i^T)
+
+`layer(x; A)` is the same layer (same strides, padding, dilation) with r output channels, so
+for a convolution it is a k x k convolution to r channels followed by a 1x1 convolution (a
+matmul over channels) to the output channels; the same holds for a transposed convolution,
+since both are linear in the kernel. Small leaves (biases, BatchNorm scale/bias, kernels whose
+smaller side is not above r) get plain Gaussian noise, which is cheap.
+
+The layers are reached through `flax.linen.intercept_methods`: the module runs as written with
+the mean's kernel, and the interceptor adds the correction from the member's factors, looked up
+by module path. Under `jax.vmap` over members the mean kernel is not batched, so XLA turns the
+base op of every layer into one large op over all members' images; only the thin factors are
+batched. No pop x n array is ever materialised: noise per member is r * (fan_in + out) per
+kernel plus the small leaves.
+
+Estimator: antithetic pairs (member j and j + P/2 share factors with opposite signs), centred
+ranks of the (to be minimised) fitness, and the OpenES gradient
+
+    g = 1 / (P * sigma) * sum_i f_i * eps_i ,    eps_i = s_i * A_i B_i^T / sqrt(r) (reshaped)
+
+computed as one einsum over the factors, then an optax optimizer on the flat mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.flatten_util import ravel_pytree
+
+from ga_gan.errors import UserError
+
+NAME = "lowrank_es"
+LAYERS = (nn.Dense, nn.Conv, nn.ConvTranspose)
+
+
+@struct.dataclass
+class LowRankState:
+    mean: jax.Array  # flat, in `ravel_pytree` order of the network's params
+    opt_state: Any
+    best_fitness: jax.Array
+    generation_counter: jax.Array
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    module: str  # module path, '/'-joined, as `Module.path` gives it
+    leaf: tuple  # key path of the kernel inside the params tree
+    shape: tuple
+
+
+def _key_names(path) -> tuple:
+    return tuple(getattr(k, "key", getattr(k, "name", str(k))) for k in path)
+
+
+def centered_ranks(fitness: jax.Array) -> jax.Array:
+    """Ranks in [-0.5, 0.5], lowest fitness -> -0.5 (evosax's centred rank shaping)."""
+    ranks = jnp.argsort(jnp.argsort(fitness))
+    return ranks / (fitness.shape[0] - 1) - 0.5
+
+
+@dataclass(frozen=True, eq=False)
+class LowRankES:
+    """Per-layer rank-r perturbations; hashable by identity (a jit static, like `Strategy`)."""
+
+    name: str
+    pop: int
+    rank: int
+    std: float
+    optimizer: Any
+    kernels: tuple  # _Kernel for every low-rank leaf
+    small: tuple  # key paths of the full-rank (plain Gaussian) leaves
+    template: Any  # params pytree of ShapeDtypeStructs
+    unravel: Callable
+    distribution: bool = True
+
+    @property
+    def population_size(self) -> int:
+        return self.pop
+
+    # --- evosax-like surface used by Evolve / Lamarck ----------------------------------------
+    def init(self, key: jax.Array, x0: jax.Array) -> LowRankState:
+        del key
+        return LowRankState(mean=x0, opt_state=self.optimizer.init(x0),
+                            best_fitness=jnp.asarray(jnp.inf, jnp.float32),
+                            generation_counter=jnp.zeros((), jnp.int32))
+
+    def center(self, state: LowRankState) -> jax.Array:
+        return state.mean
+
+    # --- noise --------------------------------------------------------------------------------
+    def sample(self, key: jax.Array) -> dict:
+        """Factors for the P/2 antithetic pairs: {'A': {module: (P/2, *fan_in, r)},
+        'B': {module: (P/2, out, r)}, 'eps': {leaf: (P/2, *shape)}}."""
+        half, r = self.pop // 2, self.rank
+        keys = jax.random.split(key, 2 * len(self.kernels) + len(self.small) + 1)
+        A, B, eps = {}, {}, {}
+        it = iter(keys)
+        for k in self.kernels:
+            A[k.module] = jax.random.normal(next(it), (half, *k.shape[:-1], r), jnp.float32)
+            B[k.module] = jax.random.normal(next(it), (half, k.shape[-1], r), jnp.float32)
+        for path in self.small:
+            shape = _leaf(self.template, path).shape
+            eps["/".join(path)] = jax.random.normal(next(it), (half, *shape), jnp.float32)
+        return {"A": A, "B": B, "eps": eps}
+
+    @staticmethod
+    def members(noise: dict) -> dict:
+        """Expand pairs to the whole population: members j and j + P/2 have opposite signs
+        (the sign goes on A and on eps; B is shared)."""
+        both = lambda x: jnp.concatenate([x, -x])
+        return {"A": jax.tree.map(both, noise["A"]),
+                "B": jax.tree.map(lambda x: jnp.concatenate([x, x]), noise["B"]),
+                "eps": jax.tree.map(both, noise["eps"])}
+
+    # --- one member's network -------------------------------------------------------------------
+    def member_params(self, mean_tree: Any, member: dict) -> Any:
+        """The mean with every small leaf perturbed; kernels stay the (shared) mean."""
+        out = mean_tree
+        for path in self.small:
+            out = _set_leaf(out, path, _leaf(mean_tree, path) + self.std * member["eps"]["/".join(path)])
+        return out
+
+    def interceptor(self, member: dict, params: Any) -> Callable:
+        """A flax method interceptor adding the member's low-rank correction to every low-rank
+        layer of the network that runs with `params`. A layer is recognised by its module path
+        and by holding that very kernel array, so another network called in the same fitness
+        function (D scoring a G member's images) passes through untouched."""
+        scale = self.std / math.sqrt(self.rank)
+        A, B = member["A"], member["B"]
+        kernels = {k.module: _leaf(params, k.leaf) for k in self.kernels}
+
+        def intercept(next_fun, args, kwargs, context):
+            y = next_fun(*args, **kwargs)
+            mod = context.module
+            if context.method_name != "__call__" or not isinstance(mod, LAYERS):
+                return y
+            path = "/".join(mod.path)
+            if path not in A or not mod.has_variable("params", "kernel") or \
+                    mod.get_variable("params", "kernel") is not kernels[path]:
+                return y
+            x = args[0] if args else kwargs["inputs"]
+            return y + scale * thin_correction(mod, x, A[path], B[path])
+
+        return intercept
+
+    def member_apply(self, mean_tree: Any, member: dict, fn: Callable) -> Any:
+        """fn(params) evaluated as member `member` (one member's factors, no population axis)."""
+        params = self.member_params(mean_tree, member)
+        with nn.intercept_methods(self.interceptor(member, params)):
+            return fn(params)
+
+    # --- update -----------------------------------------------------------------------------------
+    def gradient(self, noise: dict, shaped: jax.Array) -> jax.Array:
+        """OpenES gradient (flat, ravel order) from P/2 pairs' factors and P shaped fitnesses,
+        without forming any per-member full matrix."""
+        half = self.pop // 2
+        w = shaped[:half] - shaped[half:]  # antithetic: f_j eps_j + f_{j+h} (-eps_j)
+        denom = self.pop * self.std
+        grads = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.template)
+        for k in self.kernels:
+            a, b = noise["A"][k.module], noise["B"][k.module]
+            g = jnp.einsum("p,p...r,por->...o", w, a, b) / (denom * math.sqrt(self.rank))
+            grads = _set_leaf(grads, k.leaf, g)
+        for path in self.small:
+            e = noise["eps"]["/".join(path)]
+            grads = _set_leaf(grads, path, jnp.tensordot(w, e, axes=1) / denom)
+        return ravel_pytree(grads)[0]
+
+    def tell(self, noise: dict, fitness: jax.Array, state: LowRankState) -> LowRankState:
+        grad = self.gradient(noise, centered_ranks(fitness))
+        updates, opt_state = self.optimizer.update(grad, state.opt_state, state.mean)
+        return LowRankState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state,
+                            best_fitness=jnp.minimum(state.best_fitness, jnp.min(fitness)),
+                            generation_counter=state.generation_counter + 1)
+
+    def full_perturbation(self, noise: dict, i: int) -> jax.Array:
+        """Member i's flat perturbation eps_i, built explicitly (tests and checks only)."""
+        half = self.pop // 2
+        j, sign = i % half, (1.0 if i < half else -1.0)
+        tree = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.template)
+        for k in self.kernels:
+            a, b = noise["A"][k.module][j], noise["B"][k.module][j]
+            tree = _set_leaf(tree, k.leaf, sign * jnp.einsum("...r,or->...o", a, b)
+                             / math.sqrt(self.rank))
+        for path in self.small:
+            tree = _set_leaf(tree, path, sign * noise["eps"]["/".join(path)][j])
+        return ravel_pytree(tree)[0]
+
+
+def thin_correction(mod: nn.Module, x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """layer(x; A) @ B^T: the same layer with r output channels and no bias, then a 1x1 map."""
+    r = a.shape[-1]
+    if isinstance(mod, nn.Dense):
+        h = jnp.einsum("...i,ir->...r", x, a)
+    else:  # Conv / ConvTranspose: identical geometry, r output channels
+        thin = mod.clone(parent=None, features=r, use_bias=False)
+        h = thin.apply({"params": {"kernel": a}}, x)
+    return jnp.einsum("...r,or->...o", h, b)
+
+
+def _leaf(tree, path):
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
+def _set_leaf(tree, path, value):
+    if not path:
+        return value
+    new = dict(tree)
+    new[path[0]] = _set_leaf(tree[path[0]], path[1:], value)
+    return new
+
+
+def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: float,
+                 optimizer: str = "adam", weight_decay: float = 0.0) -> LowRankES:
+    """Low-rank ES over a params pytree (arrays or ShapeDtypeStructs of a flax model's params)."""
+    if pop < 2 or pop % 2:
+        raise UserError(f"strategy '{NAME}' needs an even population of at least 2, got {pop}")
+    if rank < 1:
+        raise UserError(f"strategy '{NAME}' needs rank >= 1, got {rank}")
+    opts = {"adam": lambda: optax.adam(lr), "sgd": lambda: optax.sgd(lr),
+            "adamw": lambda: optax.adamw(lr, weight_decay=weight_decay)}
+    if optimizer not in opts:
+        raise UserError(f"unknown optimizer '{optimizer}' (adam, adamw or sgd)")
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params_template)
+    _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template))
+    kernels, small = [], []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        names = _key_names(path)
+        shape = tuple(leaf.shape)
+        fan_in = math.prod(shape[:-1]) if len(shape) >= 2 else 0
+        if names[-1] == "kernel" and len(shape) >= 2 and min(fan_in, shape[-1]) > rank:
+            kernels.append(_Kernel(module="/".join(names[:-1]), leaf=names, shape=shape))
+        else:
+            small.append(names)
+    return LowRankES(name=NAME, pop=pop, rank=rank, std=std, optimizer=opts[optimizer](),
+                     kernels=tuple(kernels), small=tuple(small), template=template,
+                     unravel=unravel)
+
+
+def evaluate_lowrank(es: LowRankES, mean_tree: Any, noise: dict, fn: Callable, layout: str,
+                     chunk: int = 0) -> jax.Array:
+    """fn(params) -> scalar fitness for every member. vmap keeps the mean unbatched (one big
+    op per layer over all members); map runs lax.map over members (`chunk` vmapped at a time)."""
+    members = es.members(noise)
+    member_fn = lambda m: es.member_apply(mean_tree, m, fn)
+    if layout == "vmap":
+        return jax.vmap(member_fn)(members)
+    if layout == "map":
+        return jax.lax.map(member_fn, members, batch_size=chunk or None)
+    raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")
