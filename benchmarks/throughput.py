@@ -11,7 +11,7 @@ members, (c) `lax.map` over full-rank members (best of several chunks), (d) low-
 (`lowrank_es`, vmap and lax.map), and (e) one plain batched forward of a single network over the
 same number of images (best chunking). Then the whole generation (ask + fitness + tell, both
 populations, `Evolve.step`) and its peak memory, each configuration in a fresh subprocess
-(ru_maxrss; XLA:CPU has no `memory_stats`), for full-rank OpenES in its best layout vs low-rank.
+(VmHWM; XLA:CPU has no `memory_stats`), for full-rank OpenES in its best layout vs low-rank.
 
     python benchmarks/throughput.py                      # digits MLP + 32x32 DCGAN (width 0.25)
     python benchmarks/throughput.py --pops 16,64 --models mlp --quick
@@ -192,11 +192,20 @@ def fitness_rates(prob: Problem, role: str, pop: int, args, skip: set) -> dict:
 
 
 # --- whole generation in a fresh process ------------------------------------------------------
+def hwm_mib() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it is not inherited from
+    the parent across fork/exec)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def generation_child(model: str, pop: int, strategy: str, layout: str, chunk: int, rank: int,
                      batch: int, reps: int) -> dict:
     from ga_gan.evolve.method import Evolve
     from ga_gan.run import strong_types
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = hwm_mib()
     over = {"evolve.batch": batch}
     for r in ("g", "d"):
         over.update({f"evolve.{r}.name": strategy, f"evolve.{r}.pop": pop,
@@ -209,10 +218,10 @@ def generation_child(model: str, pop: int, strategy: str, layout: str, chunk: in
                               minval=-1, maxval=1)
     state = strong_types(method.init(jax.random.key(0)))
     jax.block_until_ready(state)
-    rss_init = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_init = hwm_mib()
     step = jax.jit(method.step)
     compiled = step.lower(state, data).compile()
-    rss_compiled = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_compiled = hwm_mib()
     state, _ = compiled(state, data)
     jax.block_until_ready(state)
     times = []
@@ -221,13 +230,13 @@ def generation_child(model: str, pop: int, strategy: str, layout: str, chunk: in
         state, metrics = compiled(state, data)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = hwm_mib()
     return {"model": model, "pop": pop, "strategy": strategy, "layout": layout, "chunk": chunk,
             "rank": rank, "batch": batch, "s_per_gen": min(times), "times": times,
-            "peak_rss_mib": rss / 1024, "rss_import_mib": rss0 / 1024,
-            "rss_after_init_mib": rss_init / 1024, "rss_after_compile_mib": rss_compiled / 1024,
-            "run_peak_above_compile_mib": (rss - rss_compiled) / 1024,
-            "peak_above_init_mib": (rss - rss_init) / 1024}
+            "peak_rss_mib": rss, "rss_import_mib": rss0,
+            "rss_after_init_mib": rss_init, "rss_after_compile_mib": rss_compiled,
+            "run_peak_above_compile_mib": rss - rss_compiled,
+            "peak_above_init_mib": rss - rss_init}
 
 
 def generation(model, pop, strategy, layout, chunk, rank, batch, reps, timeout) -> dict | None:
@@ -288,8 +297,8 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
                              f" | {ratio('lowrank', 'plain')} | {ratio('lowrank', 'loop')} |")
             lines.append("")
     lines += ["## Whole generation (ask + fitness + tell, D then G), fresh process each", "",
-              f"batch {args.gen_batch}; peak = ru_maxrss of the process (includes the Python/JAX "
-              "runtime and compilation); 'run peak' = growth of ru_maxrss while the compiled "
+              f"batch {args.gen_batch}; peak = VmHWM of the process (includes the Python/JAX "
+              "runtime and compilation); 'run peak' = growth of VmHWM while the compiled "
               "step runs (0 when the compile peak was higher).", "",
               "| model | pop | strategy | layout | s / generation | peak RSS MiB | RSS after init MiB | "
               "peak above init MiB | run peak MiB |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
@@ -356,6 +365,7 @@ def main(argv=None):
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--chunks", default="1,8,32", help="lax.map chunks tried for (c)")
     p.add_argument("--lowrank-chunk", type=int, default=16)
+    p.add_argument("--max-pop", default="", help="per-model population cap, e.g. dcgan32=256")
     p.add_argument("--plain-chunks", default="0,2048,512", help="0 = all images at once")
     p.add_argument("--loop-members", type=int, default=8)
     p.add_argument("--max-seconds", type=float, default=30.0,
@@ -365,6 +375,8 @@ def main(argv=None):
     p.add_argument("--gen-timeout", type=float, default=300)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--fitness-from", metavar="JSON",
+                   help="reuse the fitness tables of an earlier throughput.json (generations only)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -378,14 +390,24 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     pops = [int(x) for x in args.pops.split(",")]
     results: dict = {}
-    for model in args.models.split(","):
+    if args.fitness_from:
+        raw = json.loads(Path(args.fitness_from).read_text())
+        results = {m: {r: {int(p): v for p, v in pp.items()} for r, pp in rr.items()}
+                   for m, rr in raw["fitness"].items()}
+        args.skipped = raw.get("skipped", [])
+    for model in ([] if args.fitness_from else args.models.split(",")):
         prob = Problem(model, args.batch)
         results[model] = {}
         for role in ("d", "g"):
             results[model][role] = {}
             skip: set = set()
             prev = None
+            cap = dict(kv.split("=") for kv in args.max_pop.split(",") if kv)
             for pop in pops:
+                if model in cap and pop > int(cap[model]):
+                    args.skipped.append(f"{model} {role}: pop {pop} not run (time on this "
+                                        f"shared 2-core CPU; --max-pop {model}={cap[model]})")
+                    continue
                 if prev is not None:
                     for name, v in prev[1].items():
                         est = v["s"] * pop / prev[0]
@@ -423,7 +445,8 @@ def main(argv=None):
     wall = time.perf_counter() - t0
     command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "throughput.json").write_text(json.dumps(
-        {"fitness": results, "generations": gens, "machine": machine(), "command": command},
+        {"fitness": results, "generations": gens, "machine": machine(), "command": command,
+         "skipped": args.skipped},
         indent=1, default=str))
     write_report(results, gens, args, out, wall, command)
     plot(results, out)

@@ -32,6 +32,12 @@ def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, e.g. --set model.width=0.5 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    p.add_argument("--distributed", action="store_true",
+                   help="many hosts: jax.distributed.initialize() first (TPU pods detect "
+                        "themselves; elsewhere add the three flags below), then one global mesh")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: process 0's address")
+    p.add_argument("--num-processes", type=int, metavar="N", help="with --distributed")
+    p.add_argument("--process-id", type=int, metavar="I", help="with --distributed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,9 +125,19 @@ def resolve_config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "distributed", False):  # before any other JAX work
+        from ga_gan import distributed
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    elif getattr(args, "coordinator", None) or getattr(args, "num_processes", None):
+        raise UserError("--coordinator/--num-processes/--process-id need --distributed")
+    import jax
     from ga_gan.run import Runner
     cfg = resolve_config(args)
-    result = Runner(cfg, args.command, restart=args.restart).run()
+    primary = jax.process_index() == 0
+    log = print if primary else (lambda *a, **k: None)
+    result = Runner(cfg, args.command, restart=args.restart, log=log).run()
+    if not primary:
+        return 0
     last = {k: round(v, 4) for k, v in result.last.items() if isinstance(v, float)}
     print(f"done: {result.out} at generation {result.generation} "
           f"({result.time_s:.1f} s training) {last}")

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ga_gan import __version__
+from ga_gan import __version__, distributed
 from ga_gan.checkpoint import Checkpointer, config_mismatch
 from ga_gan.config import RunConfig, to_dict
 from ga_gan.data import Dataset, load_dataset, to_uint8
@@ -173,12 +173,15 @@ class Runner:
     # --- the run folder ---------------------------------------------------------------------
     def _prepare_folder(self, restart: bool) -> int | None:
         ckpt_dir = checkpoint_dir(self.cfg)
-        if restart and self.out.exists():
+        if restart and self.out.exists() and self.primary:
             for name in ("checkpoints", "metrics.jsonl", "metrics.tmp", "samples", "samples.png",
                          "curves.png", "config.json"):
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             self.log(f"--restart: cleared {self.out}")
+        if restart and distributed.is_multiprocess():  # the others wait for process 0's clearing
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("ga_gan_restart")
         # Only the latest committed step counts: a save killed half way is never listed.
         self.ckpt = Checkpointer(str(ckpt_dir), max_to_keep=self.cfg.log.max_to_keep)
         try:
@@ -212,7 +215,10 @@ class Runner:
         numbers. (A lax.scan over steps was measured 8x slower per step on XLA:CPU.)
         """
         if self._step is None:
-            self._step = jax.jit(self.method.step)
+            # several devices: state and metrics stay replicated global arrays
+            sharding = distributed.replicated()
+            self._step = (jax.jit(self.method.step) if sharding is None else
+                          jax.jit(self.method.step, out_shardings=sharding))
         step = self._step
 
         def run_n(state, data):
@@ -226,7 +232,7 @@ class Runner:
 
     def sample(self, state, n: int, key: jax.Array) -> np.ndarray:
         """n images from the run's generator in eval mode (running BN statistics)."""
-        params, stats = self.method.generator(state)
+        params, stats = distributed.local(self.method.generator(state))
         return sample_images(self.gan, params, stats, key, n)
 
     # --- evaluation -------------------------------------------------------------------------
@@ -263,18 +269,29 @@ class Runner:
         cfg, log = self.cfg, self.log
         key = jax.random.key(cfg.seed)
         time_offset = 0.0
-        if self.resume_step is None:
+        mesh = distributed.population_mesh()
+        if self.resume_step is None and mesh is None:
             state = strong_types(jax.jit(self.method.init)(key))
+        elif self.resume_step is None:  # a global state, replicated over every device
+            state = jax.jit(lambda k: strong_types(self.method.init(k)),
+                            out_shardings=distributed.replicated())(distributed.replicate(key))
         else:  # restored into the structure (and classes) of a fresh state; init is not run
-            state, meta = self.ckpt.restore(jax.eval_shape(self.method.init, key),
-                                            self.resume_step)
-            state = strong_types(uncommitted(state))
+            abstract = jax.eval_shape(self.method.init, key)
+            if mesh is not None:
+                abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+                    a.shape, a.dtype, sharding=distributed.replicated()), abstract)
+            state, meta = self.ckpt.restore(abstract, self.resume_step)
+            if mesh is None:
+                state = strong_types(uncommitted(state))
+            else:  # as a fresh run's state: global, replicated, strongly typed
+                state = jax.jit(strong_types, out_shardings=distributed.replicated())(
+                    distributed.replicate(state))
             time_offset = float(meta["time_s"])
-        generation = start = int(state.generation)
+        generation = start = int(distributed.local(state.generation))
         runlog = RunLog(self.out, resume_generation=self.resume_step, primary=self.primary)
         runlog.write_json("config.json", {"method": self.method_name, "config": to_dict(cfg),
                                           "versions": versions()})
-        data = jnp.asarray(self.dataset.images)
+        data = distributed.replicate(jnp.asarray(self.dataset.images))
         spc = max(1, cfg.log.steps_per_call)
         # A chunk ends at every multiple of steps_per_call and of each interval below (and at
         # the total), so checkpoints, evaluations and images land exactly on their interval and
@@ -313,7 +330,7 @@ class Runner:
                 n = min([self.total - generation] + [k - generation % k for k in intervals])
                 t0 = time.perf_counter()
                 new_state, metrics = self._chunk(n)(state, data)
-                metrics = jax.device_get(metrics)
+                metrics = jax.device_get(distributed.local(metrics))
                 t_start, train_time = train_time, train_time + time.perf_counter() - t0
                 if not all(np.all(np.isfinite(v)) for v in metrics.values()):
                     bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))

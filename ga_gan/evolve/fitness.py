@@ -67,9 +67,17 @@ def evaluate_population(member_fitness: Callable, population: jax.Array, layout:
     vmap turns per-member conv kernels into grouped convolutions, which XLA:CPU runs 3-5x slower
     than a loop of ordinary convolutions; `map` (lax.map, optionally `chunk` members vmapped at a
     time) keeps ordinary convolutions. Both give the same numbers up to float rounding.
+
+    With several devices (`ga_gan.distributed.population_mesh`) the rows are split over them
+    with shard_map; whatever `member_fitness` closes over is replicated, and only the fitness
+    vector travels. The population size must then divide by the device count.
     """
+    from ga_gan import distributed
+
     if layout == "vmap":
-        return jax.vmap(member_fitness)(population)
-    if layout == "map":
-        return jax.lax.map(member_fitness, population, batch_size=chunk or None)
-    raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")
+        fn = jax.vmap(member_fitness)
+    elif layout == "map":
+        fn = lambda rows: jax.lax.map(member_fitness, rows, batch_size=chunk or None)
+    else:
+        raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")
+    return distributed.shard_population(fn, population)

@@ -203,14 +203,41 @@ class LowRankES:
         return ravel_pytree(tree)[0]
 
 
+# How a thin op batched over members (x and factors both carry the member axis) is computed:
+# "loop" runs it member by member (lax.map of ordinary ops), "batched" leaves it to vmap's rule
+# (grouped convolutions / batched matmuls, which XLA:CPU runs slowly).
+# Measured (benchmarks/results/throughput.md): grouped convs lose 2-3x to the member loop; for
+# the thin dense matmuls the batched form is as fast or faster.
+THIN_BATCHING = {"conv": "loop", "dense": "batched"}
+# Members per lax.map chunk when the config says 0: one member at a time would lose the shared
+# big op, and a chunk of 16 beat a vmap over the whole population on XLA:CPU (cache-sized).
+DEFAULT_CHUNK = 16
+
+
+def _member_loop(f: Callable, kind: str) -> Callable:
+    """f(x, a) whose batching over both x and a runs f member by member (see THIN_BATCHING);
+    batched over x alone it stays one op over all members' inputs."""
+    g = jax.custom_batching.custom_vmap(f)
+
+    @g.def_vmap
+    def rule(axis_size, in_batched, x, a):
+        bx, ba = in_batched
+        if bx and ba and THIN_BATCHING[kind] == "loop":
+            return jax.lax.map(lambda xa: f(*xa), (x, a)), True
+        return jax.vmap(f, in_axes=(0 if bx else None, 0 if ba else None))(x, a), True
+
+    return g
+
+
 def thin_correction(mod: nn.Module, x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
     """layer(x; A) @ B^T: the same layer with r output channels and no bias, then a 1x1 map."""
     r = a.shape[-1]
     if isinstance(mod, nn.Dense):
-        h = jnp.einsum("...i,ir->...r", x, a)
+        f, kind = (lambda x, a: jnp.einsum("...i,ir->...r", x, a)), "dense"
     else:  # Conv / ConvTranspose: identical geometry, r output channels
         thin = mod.clone(parent=None, features=r, use_bias=False)
-        h = thin.apply({"params": {"kernel": a}}, x)
+        f, kind = (lambda x, a: thin.apply({"params": {"kernel": a}}, x)), "conv"
+    h = _member_loop(f, kind)(x, a)
     return jnp.einsum("...r,or->...o", h, b)
 
 
@@ -258,11 +285,12 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: f
 def evaluate_lowrank(es: LowRankES, mean_tree: Any, noise: dict, fn: Callable, layout: str,
                      chunk: int = 0) -> jax.Array:
     """fn(params) -> scalar fitness for every member. vmap keeps the mean unbatched (one big
-    op per layer over all members); map runs lax.map over members (`chunk` vmapped at a time)."""
+    op per layer over all members); map runs lax.map over chunks of `chunk` members (0 means
+    DEFAULT_CHUNK), each chunk vmapped the same way."""
     members = es.members(noise)
     member_fn = lambda m: es.member_apply(mean_tree, m, fn)
     if layout == "vmap":
         return jax.vmap(member_fn)(members)
     if layout == "map":
-        return jax.lax.map(member_fn, members, batch_size=chunk or None)
+        return jax.lax.map(member_fn, members, batch_size=min(chunk or DEFAULT_CHUNK, es.pop))
     raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")

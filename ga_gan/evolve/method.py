@@ -39,9 +39,10 @@ class EvolveState:
 
 def resolve_layout(layout: str, model_name: str, lowrank: bool = False) -> str:
     if layout == "auto" and lowrank:
-        # Low-rank members share the mean's kernels: vmap makes every layer's base op one large
-        # op over all members' images (benchmarks/results/throughput.md), on CPU too.
-        return "vmap"
+        # Low-rank members share the mean's kernels, so either layout turns every layer's base op
+        # into one large op over a chunk's images; on XLA:CPU chunks of 16 members (lax.map)
+        # beat one vmap over the whole population (benchmarks/results/throughput.md).
+        return "map" if jax.default_backend() == "cpu" else "vmap"
     if layout == "auto":
         # Measured on 2 CPU cores: lax.map beats vmap 2-3x even for the digits MLP (batched
         # matmuls are slow on XLA:CPU) and 3-5x for convolutions; accelerators prefer vmap.

@@ -1,0 +1,206 @@
+"""Several devices and several processes give the single-device run's numbers.
+
+Each scenario runs in its own subprocess so that XLA_FLAGS (the CPU device count) takes effect:
+  * 1 process x 1 device (the reference),
+  * 1 process x 4 devices (population fitness sharded over a mesh of 4),
+  * 2 processes x 2 devices with jax.distributed (gloo, loopback coordinator), a global mesh of
+    4, written as a checkpoint by both processes and resumed by a second 2-process invocation.
+A small driver wraps `ga-gan evolve` and dumps, per process, the final generator mean and the
+per-member D fitness of one extra population (drawn from the final state) to proc<i>.npz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GENS = 4
+TINY = ["--set", "model.g_hidden=16,32", "--set", "model.d_hidden=32,16", "--pop", "8",
+        "--set", "evolve.batch=32", "--set", "log.eval_every=0", "--set", "log.image_every=0",
+        "--no-progress"]
+
+DRIVER = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import jax, jax.numpy as jnp
+    from jax.experimental import multihost_utils
+    from jax.flatten_util import ravel_pytree
+    from ga_gan import checkpoint, cli, distributed, run as R
+    from ga_gan.evolve import fitness as F
+
+    dump, argv = sys.argv[1], sys.argv[2:]
+    seen = {}
+    save, run = checkpoint.Checkpointer.save, R.Runner.run
+    def save_hook(self, step, state, meta, **kw):
+        seen["state"] = state  # the last save is the final state
+        return save(self, step, state, meta, **kw)
+    def run_hook(self):
+        seen["runner"] = self
+        return run(self)
+    checkpoint.Checkpointer.save, R.Runner.run = save_hook, run_hook
+    rc = cli.main(argv)
+    if rc:
+        sys.exit(rc)
+    runner, state = seen["runner"], seen["state"]
+    m, gan = runner.method, runner.gan
+    g = np.asarray(ravel_pytree(m.generator(distributed.local(state))[0])[0])
+
+    def d_fitness(d_state, d_stats, real):
+        pop, _ = m.sd.ask(jax.random.key(7), d_state)
+        def member(flat):
+            logits, _ = gan.discriminate(gan.unravel_d(flat), d_stats, real)
+            return jnp.mean(jax.nn.softplus(-logits))
+        return F.evaluate_population(member, pop, m.layout_d, 0)
+
+    real = distributed.replicate(jnp.asarray(runner.dataset.images[:32]))
+    fit = jax.jit(d_fitness)(state.d, state.d_stats, real)
+    sharded = not fit.sharding.is_fully_replicated
+    fit = np.asarray(multihost_utils.process_allgather(fit, tiled=True))
+    np.savez(f"{dump}/proc{jax.process_index()}.npz", g=g, fit=fit, sharded=sharded,
+             devices=jax.device_count())
+''')
+
+
+CACHE: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """One persistent compilation cache for the module's runs: a resumed 2-process run reuses
+    the executables its first invocation compiled (the same program, so the same numbers)."""
+    CACHE["dir"] = str(tmp_path_factory.mktemp("jax_cache"))
+    yield
+    CACHE.clear()
+
+
+def _env(devices: int) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    if "dir" in CACHE:
+        env.update(JAX_COMPILATION_CACHE_DIR=CACHE["dir"],
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _driver(tmp: Path) -> Path:
+    path = tmp / "driver.py"
+    if not path.exists():
+        path.write_text(DRIVER)
+    return path
+
+
+def _start(tmp: Path, name: str, devices: int, *extra: str) -> tuple[Path, subprocess.Popen]:
+    out = tmp / name
+    out.mkdir(parents=True, exist_ok=True)
+    return out, subprocess.Popen([sys.executable, str(_driver(tmp)), str(out), "evolve", *TINY,
+                                  "--out", str(out), *extra], cwd=ROOT, env=_env(devices),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(*started: tuple[Path, subprocess.Popen]) -> list[Path]:
+    try:
+        logs = [p.communicate(timeout=300)[0] for _, p in started]
+    finally:
+        for _, p in started:
+            if p.poll() is None:
+                p.kill()
+    for (_, p), log in zip(started, logs):
+        assert p.returncode == 0, log[-4000:]
+    return [out for out, _ in started]
+
+
+def _run_two(tmp: Path, name: str, *extra: str) -> Path:
+    """2 processes x 2 CPU devices, one global mesh of 4."""
+    out = tmp / name
+    out.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, str(_driver(tmp)), str(out), "evolve", *TINY,
+                               "--out", str(out), *extra, "--distributed",
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)],
+                              cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-4000:]
+    return out
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same_numbers(a: list[dict], b: list[dict]) -> None:
+    assert [r["generation"] for r in a] == [r["generation"] for r in b]
+    for ra, rb in zip(a, b):
+        for k, v in ra.items():
+            if k in ("generation", "time_s"):
+                continue
+            assert np.allclose(v, rb[k], rtol=1e-5, atol=1e-6), (ra["generation"], k, v, rb[k])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """The 1-device reference and the 4-device run, side by side (separate processes)."""
+    tmp = tmp_path_factory.mktemp("dist")
+    one, four = _finish(_start(tmp, "one", 1, "--generations", str(GENS)),
+                        _start(tmp, "four", 4, "--generations", str(GENS)))
+    return {"one": one, "four": four}
+
+
+def test_sharded_population_matches_one_device(runs):
+    reference, four = runs["one"], runs["four"]
+    _same_numbers(_metrics(reference), _metrics(four))
+    ref, got = np.load(reference / "proc0.npz"), np.load(four / "proc0.npz")
+    assert int(got["devices"]) == 4 and bool(got["sharded"])
+    assert int(ref["devices"]) == 1 and not bool(ref["sharded"])
+    assert np.allclose(ref["g"], got["g"], rtol=1e-5, atol=1e-6)
+    assert np.allclose(ref["fit"], got["fit"], rtol=1e-5, atol=1e-6)
+    assert (np.argsort(ref["fit"]) == np.argsort(got["fit"])).all()
+
+
+def test_population_must_split_over_devices(monkeypatch):
+    import jax
+    from ga_gan import distributed
+    from ga_gan.errors import UserError
+    monkeypatch.setattr(jax, "device_count", lambda *a: 4)
+    assert distributed.check_split(8) == 4
+    with pytest.raises(UserError, match="--pop 6 does not split over 4 devices"):
+        distributed.check_split(6)
+
+
+def test_two_processes_agree_and_resume(runs, tmp_path):
+    reference = runs["one"]
+    two = _run_two(tmp_path, "two", "--generations", "2")
+    p0, p1 = np.load(two / "proc0.npz"), np.load(two / "proc1.npz")
+    assert int(p0["devices"]) == 4 and bool(p0["sharded"])
+    assert np.array_equal(p0["g"], p1["g"]) and np.array_equal(p0["fit"], p1["fit"])
+    assert (two / "checkpoints" / "2").is_dir()
+    _same_numbers(_metrics(reference)[:2], _metrics(two))
+
+    # both processes restore the checkpoint they wrote together, and continue
+    _run_two(tmp_path, "two", "--resume", str(two), "--generations", str(GENS))
+    assert (two / "checkpoints" / str(GENS)).is_dir()
+    _same_numbers(_metrics(reference), _metrics(two))
+    p0, p1 = np.load(two / "proc0.npz"), np.load(two / "proc1.npz")
+    ref = np.load(reference / "proc0.npz")
+    assert np.array_equal(p0["g"], p1["g"]) and np.array_equal(p0["fit"], p1["fit"])
+    assert np.allclose(ref["g"], p0["g"], rtol=1e-5, atol=1e-6)
+    assert np.allclose(ref["fit"], p0["fit"], rtol=1e-5, atol=1e-6)
+    assert (np.argsort(ref["fit"]) == np.argsort(p0["fit"])).all()
