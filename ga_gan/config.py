@@ -54,7 +54,7 @@ class StrategyConfig:
 class HybridConfig:
     """Evolution and gradient descent together (`--mode hybrid --hybrid VARIANT`)."""
 
-    variant: str = "lamarck"  # egan | adam-d | lamarck
+    variant: str = "egan"  # egan | adam-d | lamarck (egan: the only one competitive with Adam)
     k: int = 1  # G gradient steps: per child (egan) or on each strategy mean (lamarck)
     k_d: int = 1  # D Adam steps per generation (egan, adam-d; lamarck: on the D mean)
     lr_g: float = 2e-4

@@ -217,8 +217,14 @@ class Runner:
         if self._step is None:
             # several devices: state and metrics stay replicated global arrays
             sharding = distributed.replicated()
-            self._step = (jax.jit(self.method.step) if sharding is None else
-                          jax.jit(self.method.step, out_shardings=sharding))
+            method_step = self.method.step
+
+            def step_fn(state, data):  # strong types out, so step 2 reuses step 1's program
+                new_state, metrics = method_step(state, data)
+                return strong_types(new_state), metrics
+
+            self._step = (jax.jit(step_fn) if sharding is None else
+                          jax.jit(step_fn, out_shardings=sharding))
         step = self._step
 
         def run_n(state, data):
