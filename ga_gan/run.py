@@ -3,23 +3,20 @@
 A method (evolution, Adam, hybrids) supplies `init(key)`, a pure `step(state, data)`, and
 `generator(state)` / `discriminator(state)`. This module owns the run folder, the jitted
 step (dispatched `steps_per_call` times per host sync), the clock, Fréchet evaluation, sample
-grids, orbax checkpoints, resume and signals. Every step is the same compiled function of (state, data), and the
-state holds everything (PRNG key included), so a resumed run repeats an uninterrupted one bit
-for bit.
+grids, orbax checkpoints, resume and signals. Every step is the same compiled function of
+(state, data), and the state holds everything (PRNG key included), so a resumed run repeats an
+uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +25,14 @@ import numpy as np
 from ga_gan import __version__, distributed
 from ga_gan.checkpoint import Checkpointer, config_mismatch
 from ga_gan.config import RunConfig, to_dict
-from ga_gan.data import Dataset, load_dataset, to_uint8
+from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
 from ga_gan.gan import GAN, make_gan
 from ga_gan.images import grid, save_png
-from ga_gan.models import count_params
+from ga_gan.interrupt import StopOnSignal
+from ga_gan.progress import Progress
 from ga_gan.runlog import RunLog
+from ga_gan.sample import sample_images
 
 # Keys that measure the wall clock; everything else in metrics.jsonl is deterministic.
 TIMING_KEYS = ("time_s",)
@@ -89,57 +88,6 @@ def load_data(cfg: RunConfig, log: Callable = print) -> Dataset:
         raise UserError(f"data {cfg.data.spec} gives {h}x{w}x{c} images but the model makes "
                         f"{cfg.model.resolution}x{cfg.model.resolution}x{cfg.model.channels}")
     return ds
-
-
-class _Stop:
-    """SIGTERM/SIGINT set a flag; the loop finishes its current call, saves, and exits 0.
-
-    A second Ctrl-C raises KeyboardInterrupt at once, except inside `critical()` (starting a
-    checkpoint save, appending a metrics line), where it waits for the section to end: an
-    interrupt in the middle of orbax's save call leaves its background threads broken.
-    """
-
-    def __init__(self, on_error: Callable[[], None] | None = None):
-        self.signal: int | None = None
-        self.on_error = on_error
-        self._old = {}
-        self._critical = 0
-        self._deferred = False
-
-    def __enter__(self):
-        for s in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread: no signal handling
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            if self._critical:
-                self._deferred = True
-                return
-            raise KeyboardInterrupt  # a second Ctrl-C means now
-        self.signal = signum
-
-    @contextlib.contextmanager
-    def critical(self):
-        self._critical += 1
-        try:
-            yield
-        finally:
-            self._critical -= 1
-            if not self._critical and self._deferred:
-                self._deferred = False
-                raise KeyboardInterrupt
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is not None and self.on_error is not None:
-                self.on_error()
-        finally:
-            for s, h in self._old.items():
-                signal.signal(s, h)
 
 
 @dataclass
@@ -317,7 +265,7 @@ class Runner:
 
         # On an error (or a second Ctrl-C) a save already in flight still commits (or reports
         # its failure) before the error leaves, so a finished interval is not lost.
-        stop = _Stop(on_error=lambda: self.ckpt.close(quiet=True))
+        stop = StopOnSignal(on_error=lambda: self.ckpt.close(quiet=True))
 
         def checkpoint(force_wait: bool = False):
             with stop.critical():
@@ -327,7 +275,7 @@ class Runner:
 
         if self.resume_step is None and cfg.log.eval_every:
             runlog.append({"generation": 0, "time_s": 0.0, **self.evaluate(state)})
-        progress = _progress(self.total, generation, enabled=cfg.log.progress and self.primary)
+        progress = Progress(self.total, generation, enabled=cfg.log.progress and self.primary)
         with stop:
             while generation < self.total:
                 if cfg.time_budget is not None and train_time >= cfg.time_budget:
@@ -434,52 +382,3 @@ def uncommitted(tree):
                                             impl=jax.random.key_impl(x))
         return jnp.asarray(np.asarray(x), dtype=x.dtype)
     return jax.tree.map(fresh, tree)
-
-
-def sample_images(gan: GAN, params, stats, key: jax.Array, n: int, batch: int = 512) -> np.ndarray:
-    """uint8 (n, H, W, C) images from a generator, eval mode, in fixed-size jitted batches."""
-    gen = _sampler(gan, min(batch, n))
-    out = [np.asarray(gen(params, stats, k)) for k in jax.random.split(key, math.ceil(n / batch))]
-    return to_uint8(np.concatenate(out)[:n])
-
-
-_SAMPLERS: dict = {}
-
-
-def _sampler(gan: GAN, batch: int):
-    if (id(gan), batch) not in _SAMPLERS:
-        @jax.jit
-        def gen(params, stats, key):
-            images, _ = gan.generate(params, stats, gan.latents(key, batch), train=False)
-            return images
-        _SAMPLERS[(id(gan), batch)] = gen
-    return _SAMPLERS[(id(gan), batch)]
-
-
-class _progress:
-    """A tqdm bar when stderr is a terminal, else one plain line every ~10% of the run."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.enabled, self.total, self.bar = enabled, total, None
-        self.next_line = start
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="gen", dynamic_ncols=True)
-
-    def __call__(self, generation: int, last: dict) -> None:
-        if not self.enabled:
-            return
-        show = {k: last[k] for k in ("real_score", "fake_score", "loss_d", "loss_g")
-                if k in last}
-        show.update({k: v for k, v in last.items() if k.startswith(("fd_", "fid"))})
-        text = " ".join(f"{k}={v:.3g}" for k, v in show.items())
-        if self.bar is not None:
-            self.bar.n = generation
-            self.bar.set_postfix_str(text, refresh=True)
-        elif generation >= self.next_line or generation == self.total:
-            print(f"generation {generation}/{self.total} {text}", file=sys.stderr, flush=True)
-            self.next_line = generation + max(1, self.total // 10)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import jax
 import numpy as np
 
 from ga_gan.checkpoint import Checkpointer
 from ga_gan.errors import UserError
-from ga_gan.gan import make_gan
+from ga_gan.data import to_uint8
+from ga_gan.gan import GAN, make_gan
 from ga_gan.images import grid, save_png
 
 
@@ -39,7 +42,6 @@ def load_generator(run_dir: str | Path):
 
 
 def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Path:
-    from ga_gan.run import sample_images
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out must end in .png or .npz, got {out}")
@@ -53,3 +55,23 @@ def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Pa
     else:
         np.savez_compressed(out, images=images)
     return out
+
+
+def sample_images(gan: GAN, params, stats, key: jax.Array, n: int, batch: int = 512) -> np.ndarray:
+    """uint8 (n, H, W, C) images from a generator, eval mode, in fixed-size jitted batches."""
+    gen = _sampler(gan, min(batch, n))
+    out = [np.asarray(gen(params, stats, k)) for k in jax.random.split(key, math.ceil(n / batch))]
+    return to_uint8(np.concatenate(out)[:n])
+
+
+_SAMPLERS: dict = {}
+
+
+def _sampler(gan: GAN, batch: int):
+    if (id(gan), batch) not in _SAMPLERS:
+        @jax.jit
+        def gen(params, stats, key):
+            images, _ = gan.generate(params, stats, gan.latents(key, batch), train=False)
+            return images
+        _SAMPLERS[(id(gan), batch)] = gen
+    return _SAMPLERS[(id(gan), batch)]

@@ -396,7 +396,7 @@ def test_second_ctrl_c_interrupts_but_waits_for_a_critical_section():
     KeyboardInterrupt, deferred to the end of a critical section (a save being started, metrics
     lines being written); on the way out the on_error hook (wait for the save) runs and the
     previous handlers come back."""
-    from ga_gan.run import _Stop
+    from ga_gan.interrupt import StopOnSignal as _Stop
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers need the main thread")  # else SIGTERM would end pytest
     called = []
