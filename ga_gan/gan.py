@@ -65,3 +65,14 @@ def make_gan(cfg: ModelConfig) -> GAN:
     g_flat, unravel_g = ravel_pytree(zeros(g_shapes))
     d_flat, unravel_d = ravel_pytree(zeros(d_shapes))
     return GAN(cfg, G, D, unravel_g, unravel_d, int(g_flat.size), int(d_flat.size))
+
+
+def strong_types(tree):
+    """Drop weak typing (evosax initialises best_fitness=jnp.inf and its `tell` returns a weakly
+    typed std) so every state has exactly the types a step returns: otherwise the second step
+    recompiles."""
+    def strong(x):
+        if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jnp.asarray(x, x.dtype)
+        return x
+    return jax.tree.map(strong, tree)

@@ -27,7 +27,7 @@ from ga_gan.checkpoint import Checkpointer, config_mismatch
 from ga_gan.config import RunConfig, to_dict
 from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
-from ga_gan.gan import GAN, make_gan
+from ga_gan.gan import GAN, make_gan, strong_types
 from ga_gan.images import grid, save_png
 from ga_gan.interrupt import StopOnSignal
 from ga_gan.progress import Progress
@@ -354,16 +354,6 @@ def _with_defaults(saved: dict) -> dict:
         return to_dict(from_dict(saved))
     except UserError:  # a key this version no longer knows: compare as saved, and refuse
         return saved
-
-
-def strong_types(tree):
-    """Drop weak typing (evosax initialises e.g. best_fitness=jnp.inf) so the state that init
-    returns has exactly the types a step returns: otherwise the second step recompiles."""
-    def strong(x):
-        if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jnp.asarray(x, x.dtype)
-        return x
-    return jax.tree.map(strong, tree)
 
 
 def uncommitted(tree):

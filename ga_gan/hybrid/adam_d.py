@@ -23,8 +23,8 @@ from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.evolve import fitness as F
 from ga_gan.evolve.method import _build, resolve_layout
-from ga_gan.gan import GAN
-from ga_gan.hybrid.common import adam, d_adam_step, scores, strong, summary
+from ga_gan.gan import GAN, strong_types
+from ga_gan.hybrid.common import adam, d_adam_steps, scores, summary
 
 
 @struct.dataclass
@@ -74,13 +74,9 @@ class AdamD:
         # 1. the discriminator, by Adam, against the current generator centre
         g_params, g_stats = self.generator(state)
         d_params, d_stats, d_opt = state.d_params, state.d_stats, state.d_opt
-        for kk in jax.random.split(k_d, self.h.k_d):
-            k_real, k_fake = jax.random.split(kk)
-            real = sample_batch(k_real, data, batch)
-            fake, g_stats = gan.generate(g_params, g_stats, gan.latents(k_fake, batch),
-                                         train=True)
-            d_params, d_stats, d_opt, _ = d_adam_step(gan, self.opt_d, d_params, d_stats,
-                                                      d_opt, real, fake)
+        g_stats, d_params, d_stats, d_opt = d_adam_steps(
+            gan, self.opt_d, k_d, self.h.k_d, data, batch, g_params, g_stats, d_params, d_stats,
+            d_opt)
 
         # 2. the generator population against the updated D, on shared latents
         real = sample_batch(k_x, data, batch)
@@ -103,4 +99,4 @@ class AdamD:
         metrics = {**scores(real_logits, fake_logits), **summary("fitness_g", g_fit)}
         new = AdamDState(generation=state.generation + 1, key=key, g=g_state, g_stats=g_stats,
                          d_params=d_params, d_stats=d_stats, d_opt=d_opt)
-        return strong(new), metrics
+        return strong_types(new), metrics

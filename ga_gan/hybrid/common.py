@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ga_gan.data import sample_batch
 from ga_gan.evolve import fitness as F
 from ga_gan.gan import GAN
 
@@ -64,6 +65,19 @@ def d_adam_step(gan: GAN, opt: optax.GradientTransformation, d_params, d_stats, 
     return optax.apply_updates(d_params, updates), stats, d_opt, (real_logits, fake_logits)
 
 
+def d_adam_steps(gan: GAN, opt: optax.GradientTransformation, key: jax.Array, n: int, data,
+                 batch: int, g_params, g_stats, d_params, d_stats, d_opt):
+    """n Adam steps of D, each on a fresh real batch and fresh fakes of the given generator
+    (train mode, so its BatchNorm statistics move too). Returns
+    (g_stats, d_params, d_stats, d_opt)."""
+    for k in jax.random.split(key, n):
+        k_real, k_fake = jax.random.split(k)
+        real = sample_batch(k_real, data, batch)
+        fake, g_stats = gan.generate(g_params, g_stats, gan.latents(k_fake, batch), train=True)
+        d_params, d_stats, d_opt, _ = d_adam_step(gan, opt, d_params, d_stats, d_opt, real, fake)
+    return g_stats, d_params, d_stats, d_opt
+
+
 def scores(real_logits, fake_logits) -> dict[str, Any]:
     """The four scalars every method logs, with the meaning they have in Evolve and Adam."""
     return {"real_score": F.real_score(real_logits), "fake_score": F.fake_score(fake_logits),
@@ -73,15 +87,3 @@ def scores(real_logits, fake_logits) -> dict[str, Any]:
 def summary(prefix: str, fit: jax.Array) -> dict:
     return {f"{prefix}_best": jnp.min(fit), f"{prefix}_mean": jnp.mean(fit),
             f"{prefix}_std": jnp.std(fit)}
-
-
-def strong(tree):
-    """The same values without weak types. evosax's `tell` returns a weakly typed `std` (from
-    its schedule), so a state that went through it would not match the strongly typed state
-    `init` gives, and jit would compile the step a second time."""
-    def cast(x):
-        if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype,
-                                                                   jax.dtypes.prng_key):
-            return jnp.asarray(x, x.dtype)
-        return x
-    return jax.tree.map(cast, tree)

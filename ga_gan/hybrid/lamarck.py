@@ -27,8 +27,8 @@ from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.evolve import fitness as F
 from ga_gan.evolve.method import Evolve, EvolveState
-from ga_gan.gan import GAN
-from ga_gan.hybrid.common import adam, d_adam_step, scores, strong
+from ga_gan.gan import GAN, strong_types
+from ga_gan.hybrid.common import adam, d_adam_steps, scores
 
 REFINE_STREAM = 0x1A3A  # fold_in constant of the refinement's PRNG stream
 
@@ -85,8 +85,8 @@ class Lamarck:
         h = self.h
         if h.k == 0 and h.k_d == 0:
             zero = jnp.zeros((), jnp.float32)
-            # (strong: same values, without the weak types evosax leaves; see common.strong)
-            return strong(state.replace(evolve=ev)), {**metrics, "lamarck_gain_g": zero,
+            # (strong: same values, without the weak types evosax leaves; see ga_gan.gan.strong_types)
+            return strong_types(state.replace(evolve=ev)), {**metrics, "lamarck_gain_g": zero,
                                               "lamarck_gain_d": zero}
         gan, batch = self.gan, self.cfg.batch
         k_d, k_g, k_x, k_z = jax.random.split(jax.random.fold_in(state.evolve.key,
@@ -95,13 +95,9 @@ class Lamarck:
         d_evolved, d_stats = self.evolve.discriminator(ev)
         g_params, d_params, g_opt, d_opt = g_evolved, d_evolved, state.g_opt, state.d_opt
 
-        for kk in jax.random.split(k_d, h.k_d):
-            k_real, k_fake = jax.random.split(kk)
-            real = sample_batch(k_real, data, batch)
-            fake, g_stats = gan.generate(g_params, g_stats, gan.latents(k_fake, batch),
-                                         train=True)
-            d_params, d_stats, d_opt, _ = d_adam_step(gan, self.opt_d, d_params, d_stats,
-                                                      d_opt, real, fake)
+        g_stats, d_params, d_stats, d_opt = d_adam_steps(
+            gan, self.opt_d, k_d, h.k_d, data, batch, g_params, g_stats, d_params, d_stats,
+            d_opt)
 
         for kk in jax.random.split(k_g, h.k):
             z = gan.latents(kk, batch)
@@ -136,4 +132,4 @@ class Lamarck:
         ev = ev.replace(g=ev.g.replace(mean=ravel_pytree(g_params)[0]),
                         d=ev.d.replace(mean=ravel_pytree(d_params)[0]),
                         g_stats=g_stats, d_stats=d_stats)
-        return strong(LamarckState(evolve=ev, g_opt=g_opt, d_opt=d_opt)), metrics
+        return strong_types(LamarckState(evolve=ev, g_opt=g_opt, d_opt=d_opt)), metrics
