@@ -13,7 +13,7 @@ same number of images (best chunking). Then the whole generation (ask + fitness 
 populations, `Evolve.step`) and its peak memory, each configuration in a fresh subprocess
 (VmHWM; XLA:CPU has no `memory_stats`), for full-rank OpenES in its best layout vs low-rank.
 
-    python benchmarks/throughput.py                      # digits MLP + 32x32 DCGAN (width 0.25)
+    python benchmarks/throughput.py                      # digits MLP + 32x32 DCGAN (full width)
     python benchmarks/throughput.py --pops 16,64 --models mlp --quick
 
 Writes benchmarks/results/throughput.md, throughput.json and throughput.png.
@@ -44,7 +44,7 @@ from ga_gan.gan import make_gan
 MODELS = {
     "mlp": {},  # the digits default: MLP GAN for 8x8x1
     "dcgan32": {"model.name": "dcgan", "model.resolution": 32, "model.channels": 3,
-                "model.width": 0.25},
+                "model.width": 1.0},
 }
 
 
@@ -263,11 +263,51 @@ def fmt_rate(x):
     return "-" if x is None else f"{x:,.0f}"
 
 
+def best_lowrank(r: dict) -> tuple[str, dict] | None:
+    """The faster of the two low-rank layouts measured for one population."""
+    got = [(k, r[k]) for k in ("lowrank", "lowrank_map") if r.get(k)]
+    return max(got, key=lambda kv: kv[1]["rate"]) if got else None
+
+
+def _ratio(x: dict | None, y: dict | None) -> float | None:
+    return x["rate"] / y["rate"] if x and y else None
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def generation_summary(results: dict, gens: list, args) -> list[dict]:
+    """Per (model, pop): the low-rank generation (best layout) against full-rank OpenES (best
+    layout): speed-up, peak-memory ratio, and the largest speed-up any method whose fitness
+    costs at least one plain batched forward of the same images (e) could reach."""
+    rows = []
+    for model in {g["model"] for g in gens if g}:
+        for pop in sorted({g["pop"] for g in gens if g and g["model"] == model}):
+            done = [g for g in gens if g and "timeout" not in g and g["model"] == model
+                    and g["pop"] == pop]
+            full = [g for g in done if g["strategy"] != "lowrank_es"]
+            low = [g for g in done if g["strategy"] == "lowrank_es"]
+            if not full or not low:
+                continue
+            f, lo = min(full, key=lambda g: g["s_per_gen"]), min(low, key=lambda g: g["s_per_gen"])
+            fit = results.get(model, {})
+            plain = [fit.get(role, {}).get(pop, {}).get("plain") for role in ("d", "g")]
+            bound = (f["s_per_gen"] / sum(p["s"] for p in plain)
+                     if all(plain) and args.batch == args.gen_batch else None)
+            rows.append({"model": model, "pop": pop, "full": f, "low": lo,
+                         "speedup": f["s_per_gen"] / lo["s_per_gen"],
+                         "memory": lo["peak_rss_mib"] / f["peak_rss_mib"],
+                         "memory_above_init": lo["peak_above_init_mib"] / f["peak_above_init_mib"],
+                         "bound": bound})
+    return rows
+
+
 def write_report(results: dict, gens: list, args, out: Path, wall: float, command: str):
     lines = ["# Population fitness throughput", "",
              f"Command: `{command}`  ", f"Machine: {machine()}  ",
-             f"Wall time of the benchmark: {wall / 60:.1f} min. The machine was shared with other "
-             "jobs, so absolute numbers are noisy; compare within a table (ratios).", "",
+             f"Wall time of the benchmark: {wall / 60:.1f} min, run alone on the machine (no other "
+             "jobs); each number is the best of a few calls after a compile call.", "",
              f"Per member: batch {args.batch} (D role: {args.batch} real + {args.batch} fake D "
              f"forwards; G role: {args.batch} G forwards + {args.batch} D forwards through the D "
              f"mean), so one member = {2 * args.batch} image forwards. Low-rank ES rank "
@@ -276,13 +316,16 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
              f"{', '.join(map(str, args.chunks))} (chunk in brackets); (d') uses chunk "
              f"{args.lowrank_chunk}; (e) is the best of chunks "
              f"{', '.join(str(c or 'all') for c in args.plain_chunks)} images. "
+             "(d*) is the faster of (d) and (d'). (e)/(a) bounds (d*)/(a): low-rank fitness is "
+             "(e)'s forward plus corrections, so it cannot beat (e). "
              "'-' = not run (see Skipped).", ""]
     for model, per_role in results.items():
         for role, per_pop in per_role.items():
             what = "D population scoring" if role == "d" else "G population through D"
             lines += [f"## {model}: {what}", "",
-                      "| pop | " + " | ".join(l for _, l in LABELS) + " | (d)/(e) | (d)/(a) |",
-                      "|---:|" + "---:|" * (len(LABELS) + 2)]
+                      "| pop | " + " | ".join(l for _, l in LABELS) +
+                      " | (d*)/(e) | (d*)/(a) | bound (e)/(a) |",
+                      "|---:|" + "---:|" * (len(LABELS) + 3)]
             for pop, r in per_pop.items():
                 cells = []
                 for key, _ in LABELS:
@@ -291,10 +334,12 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
                     if v and key == "map":
                         cell += f" [{v['chunk']}]"
                     cells.append(cell)
-                ratio = lambda a, b: (f"{r[a]['rate'] / r[b]['rate']:.2f}"
-                                      if r.get(a) and r.get(b) else "-")
+                best = best_lowrank(r)
+                d = best[1] if best else None
                 lines.append(f"| {pop} | " + " | ".join(cells) +
-                             f" | {ratio('lowrank', 'plain')} | {ratio('lowrank', 'loop')} |")
+                             f" | {fmt_ratio(_ratio(d, r.get('plain')))} | "
+                             f"{fmt_ratio(_ratio(d, r.get('loop')))} | "
+                             f"{fmt_ratio(_ratio(r.get('plain'), r.get('loop')))} |")
             lines.append("")
     lines += ["## Whole generation (ask + fitness + tell, D then G), fresh process each", "",
               f"batch {args.gen_batch}; peak = VmHWM of the process (includes the Python/JAX "
@@ -315,6 +360,19 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
                      f"{g['peak_rss_mib']:.0f} | {g['rss_after_init_mib']:.0f} | "
                      f"{g['peak_above_init_mib']:.0f} | {g['run_peak_above_compile_mib']:.0f} |")
     lines.append("")
+    summary = generation_summary(results, gens, args)
+    if summary:
+        lines += ["### Low-rank (best layout) vs full-rank OpenES (best layout)", "",
+                  "bound = OpenES's s/generation divided by (e)'s time for the generation's "
+                  "image forwards (both populations): the speed-up of a generation whose "
+                  "fitness cost nothing beyond one plain batched forward of its images.", "",
+                  "| model | pop | speed-up | bound | peak RSS ratio | peak-above-init ratio |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for row in summary:
+            lines.append(f"| {row['model']} | {row['pop']} | {row['speedup']:.2f}x | "
+                         f"{fmt_ratio(row['bound'])}x | {row['memory']:.2f} | "
+                         f"{row['memory_above_init']:.2f} |")
+        lines.append("")
     if args.skipped:
         lines += ["## Skipped", ""] + [f"- {s}" for s in args.skipped] + [""]
     (out / "throughput.md").write_text("\n".join(lines))
@@ -360,11 +418,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mlp,dcgan32")
     p.add_argument("--pops", default="16,64,256,1024")
-    p.add_argument("--batch", type=int, default=32, help="images per member (fitness tables)")
-    p.add_argument("--gen-batch", type=int, default=32, help="evolve.batch of the generations")
+    p.add_argument("--batch", type=int, default=16, help="images per member (fitness tables)")
+    p.add_argument("--gen-batch", type=int, default=16, help="evolve.batch of the generations")
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--chunks", default="1,8,32", help="lax.map chunks tried for (c)")
-    p.add_argument("--lowrank-chunk", type=int, default=16)
+    p.add_argument("--lowrank-chunk", type=int, default=4)
     p.add_argument("--max-pop", default="", help="per-model population cap, e.g. dcgan32=256")
     p.add_argument("--plain-chunks", default="0,2048,512", help="0 = all images at once")
     p.add_argument("--loop-members", type=int, default=8)
@@ -432,7 +490,8 @@ def main(argv=None):
             layout = min(cands)[1] if cands else "map"
             chunk = r.get("map", {}).get("chunk", 8) if layout == "map" else 0
             best_map[pop] = (layout, chunk)
-            configs = [("open_es", layout, chunk, args.rank), ("lowrank_es", "vmap", 0, args.rank),
+            configs = [("open_es", layout, chunk, args.rank),
+                       ("lowrank_es", "vmap", 0, args.rank),
                        ("lowrank_es", "map", args.lowrank_chunk, args.rank)]
             for strategy, lay, c, rank in configs:
                 g = generation(model, pop, strategy, lay, c, rank, args.gen_batch, args.reps,
@@ -446,7 +505,7 @@ def main(argv=None):
     command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "throughput.json").write_text(json.dumps(
         {"fitness": results, "generations": gens, "machine": machine(), "command": command,
-         "skipped": args.skipped},
+         "skipped": args.skipped, "summary": generation_summary(results, gens, args)},
         indent=1, default=str))
     write_report(results, gens, args, out, wall, command)
     plot(results, out)

@@ -79,16 +79,18 @@ def check_split(pop: int) -> int:
     return n
 
 
-def shard_population(fn, population: jax.Array) -> jax.Array:
+def shard_population(fn, population: Any) -> jax.Array:
     """fn(rows) -> per-row values, run on each device's slice of the population rows.
 
-    Arrays `fn` closes over (the real batch, the fakes, the opponent's mean, traced or not) are
-    passed whole to every device (replicated); the fitness vector is the only output.
+    `population` is an array of rows or a pytree whose leaves all lead with the member axis
+    (low-rank factors). Arrays `fn` closes over (the real batch, the fakes, the opponent's mean,
+    traced or not) are passed whole to every device (replicated); the fitness vector is the only
+    output.
     """
     mesh = population_mesh()
     if mesh is None:
         return fn(population)
-    check_split(population.shape[0])
+    check_split(jax.tree.leaves(population)[0].shape[0])
     return jax.shard_map(fn, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS))(population)
 
 

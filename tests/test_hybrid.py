@@ -47,7 +47,11 @@ OVERRIDES = {
     "adam-d": {"evolve.hybrid.lr_d": 1e-3, "evolve.hybrid.k_d": 2, "evolve.g.pop": 16},
     "lamarck": {"evolve.hybrid.k": 2, "evolve.hybrid.lr_g": 1e-3,
                 "evolve.hybrid.lr_d": 1e-3},
+    # adam-d with the generator population evolved by low-rank ES instead of OpenES
+    "adam-d-lowrank": {"evolve.hybrid.lr_d": 1e-3, "evolve.hybrid.k_d": 2, "evolve.g.pop": 16,
+                       "evolve.g.name": "lowrank_es", "evolve.g.rank": 2},
 }
+VARIANT_OF = {"adam-d-lowrank": "adam-d"}
 
 
 def small_cfg(variant: str, **over) -> RunConfig:
@@ -103,7 +107,8 @@ def compiled():
 
     def get(variant: str) -> Compiled:
         if variant not in cache:
-            cache[variant] = Compiled(small_cfg(variant, **OVERRIDES[variant]))
+            cache[variant] = Compiled(small_cfg(VARIANT_OF.get(variant, variant),
+                                                **OVERRIDES[variant]))
         return cache[variant]
 
     return get
@@ -251,11 +256,15 @@ def test_adam_d_discriminator_learns(digits, compiled):
     assert _vs(c.gan, g1, d1, real, z)[0] < _vs(c.gan, g1, d0, real, z)[0] - 0.3
 
 
-def test_adam_d_generator_population_learns_against_a_held_discriminator(digits, compiled):
+@pytest.mark.parametrize("config", ["adam-d", "adam-d-lowrank"])
+def test_adam_d_generator_population_learns_against_a_held_discriminator(digits, compiled,
+                                                                         config):
     """D is reset to one trained discriminator before every generation (so G is evolved
-    against it plus the generation's own k_d Adam steps): G's fitness improves."""
-    c = compiled("adam-d")
+    against it plus the generation's own k_d Adam steps): G's fitness improves, with OpenES
+    and with low-rank ES as the generator's strategy."""
+    c = compiled(config)
     state = c.init()
+    assert (c.method.sg.name == "lowrank_es") == (config == "adam-d-lowrank")
     g0 = c.method.generator(state)
     held = (_trained_d(c.gan, state.d_params, state.d_stats, *g0, digits), state.d_stats,
             state.d_opt)

@@ -40,9 +40,10 @@ class EvolveState:
 def resolve_layout(layout: str, model_name: str, lowrank: bool = False) -> str:
     if layout == "auto" and lowrank:
         # Low-rank members share the mean's kernels, so either layout turns every layer's base op
-        # into one large op over a chunk's images; on XLA:CPU chunks of 16 members (lax.map)
-        # beat one vmap over the whole population (benchmarks/results/throughput.md).
-        return "map" if jax.default_backend() == "cpu" else "vmap"
+        # into one large op over a chunk's images. Measured on XLA:CPU (benchmarks/results/
+        # throughput.md): for convolutions small lax.map chunks win (thin per-member convs are
+        # cheap, big batched ones are not); for the MLP one vmap over the population wins.
+        return "map" if jax.default_backend() == "cpu" and model_name != "mlp" else "vmap"
     if layout == "auto":
         # Measured on 2 CPU cores: lax.map beats vmap 2-3x even for the digits MLP (batched
         # matmuls are slow on XLA:CPU) and 3-5x for convolutions; accelerators prefer vmap.
@@ -62,6 +63,21 @@ def _build(sc: StrategyConfig, num_dims: int, template=None) -> Strategy | LowRa
                             optimizer=sc.optimizer, weight_decay=sc.weight_decay)
     return make_strategy(sc.name, pop=sc.pop, num_dims=num_dims, std=sc.std, lr=sc.lr,
                          optimizer=sc.optimizer, weight_decay=sc.weight_decay)
+
+
+def population_generation(strategy, sstate, unravel, member_fitness, layout: str, chunk: int,
+                          k_ask: jax.Array, k_tell: jax.Array):
+    """(fitness, new strategy state) of one population: ask, fitness of every member
+    (member_fitness(params) -> scalar, sharded over devices when there are several), tell."""
+    if isinstance(strategy, LowRankES):
+        # Low-rank path: factors instead of a pop x n population, the mean never copied.
+        noise = strategy.sample(k_ask)
+        mean_tree = unravel(strategy.center(sstate))
+        fit = evaluate_lowrank(strategy, mean_tree, noise, member_fitness, layout, chunk)
+        return fit, strategy.tell(noise, fit, sstate)
+    pop, sstate = strategy.ask(k_ask, sstate)
+    fit = F.evaluate_population(lambda flat: member_fitness(unravel(flat)), pop, layout, chunk)
+    return fit, strategy.tell(k_tell, pop, fit, sstate)
 
 
 def _summary(prefix: str, fit: jax.Array) -> dict:
@@ -103,20 +119,6 @@ class Evolve:
         return self.gan.unravel_d(self.sd.center(state.d)), state.d_stats
 
     # --- one generation ---------------------------------------------------------------------
-    @staticmethod
-    def _population(strategy, sstate, unravel, member_fitness, layout, chunk, k_ask, k_tell):
-        """(fitness, new strategy state) of one population; member_fitness(params) -> scalar."""
-        if isinstance(strategy, LowRankES):
-            # Low-rank path: factors instead of a pop x n population, the mean never copied.
-            noise = strategy.sample(k_ask)
-            mean_tree = unravel(strategy.center(sstate))
-            fit = evaluate_lowrank(strategy, mean_tree, noise, member_fitness, layout, chunk)
-            return fit, strategy.tell(noise, fit, sstate)
-        pop, sstate = strategy.ask(k_ask, sstate)
-        fit = F.evaluate_population(lambda flat: member_fitness(unravel(flat)), pop, layout,
-                                    chunk)
-        return fit, strategy.tell(k_tell, pop, fit, sstate)
-
     def step(self, state: EvolveState, data: jax.Array) -> tuple[EvolveState, dict]:
         gan = self.gan
         key, k_x, k_z, k_ask_d, k_tell_d, k_ask_g, k_tell_g = jax.random.split(state.key, 7)
@@ -132,7 +134,7 @@ class Evolve:
             fake_logits, _ = gan.discriminate(p, state.d_stats, fake)
             return F.to_minimise(self.d_objective(real_logits, fake_logits), self.d_higher)
 
-        d_fit, d_state = self._population(self.sd, state.d, gan.unravel_d, d_member,
+        d_fit, d_state = population_generation(self.sd, state.d, gan.unravel_d, d_member,
                                           self.layout_d, self.cfg.d.chunk, k_ask_d, k_tell_d)
         d_params = gan.unravel_d(self.sd.center(d_state))
 
@@ -142,7 +144,7 @@ class Evolve:
             fake_logits, _ = gan.discriminate(d_params, state.d_stats, images)
             return F.to_minimise(self.g_objective(fake_logits), self.g_higher)
 
-        g_fit, g_state = self._population(self.sg, state.g, gan.unravel_g, g_member,
+        g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
                                           self.layout_g, self.cfg.g.chunk, k_ask_g, k_tell_g)
         g_params = gan.unravel_g(self.sg.center(g_state))
 

@@ -3,8 +3,9 @@
 One generation, a pure function of (state, data):
   1. D takes `k_d` Adam steps (BCE) on real batches and fakes of the generator population's
      centre (its mean, or its fittest member for a genetic algorithm);
-  2. the G population (any evosax strategy from `cfg.g`: name, pop, std, lr, fitness, layout)
-     is scored on shared latents against the updated D and told its fitness, as in `Evolve`;
+  2. the G population (any evosax strategy, or lowrank_es, from `cfg.g`: name, pop, std, lr,
+     fitness, layout) is scored on shared latents against the updated D and told its fitness,
+     exactly as in `Evolve` (`population_generation`);
   3. the new centre's running BatchNorm statistics are refreshed by one train-mode forward,
      and the scores of the new pair on this generation's batch are logged.
 """
@@ -22,7 +23,7 @@ from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.evolve import fitness as F
-from ga_gan.evolve.method import _build, resolve_layout
+from ga_gan.evolve.method import _build, _is_lowrank, population_generation, resolve_layout
 from ga_gan.gan import GAN, strong_types
 from ga_gan.hybrid.common import adam, d_adam_steps, scores, summary
 
@@ -46,8 +47,9 @@ class AdamD:
         if h.k_d < 0:
             raise UserError(f"evolve.hybrid.k_d must be >= 0, got {h.k_d}")
         self.gan, self.cfg, self.h = gan, cfg, h
-        self.sg = _build(cfg.g, gan.g_size)
-        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name)
+        g_shapes = lambda: jax.eval_shape(gan.init, jax.random.key(0))[0]["params"]
+        self.sg = _build(cfg.g, gan.g_size, g_shapes)
+        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, _is_lowrank(cfg.g))
         self.g_objective, self.g_higher = F.objective("g", cfg.g.fitness)
         self.opt_d = adam(h.lr_d, h.beta1)
 
@@ -81,15 +83,14 @@ class AdamD:
         # 2. the generator population against the updated D, on shared latents
         real = sample_batch(k_x, data, batch)
         z = gan.latents(k_z, batch)
-        g_pop, g_state = self.sg.ask(k_ask, state.g)
 
-        def g_member(flat):
-            images, _ = gan.generate(gan.unravel_g(flat), g_stats, z)
+        def g_member(p):
+            images, _ = gan.generate(p, g_stats, z)
             fake_logits, _ = gan.discriminate(d_params, d_stats, images)
             return F.to_minimise(self.g_objective(fake_logits), self.g_higher)
 
-        g_fit = F.evaluate_population(g_member, g_pop, self.layout_g, self.cfg.g.chunk)
-        g_state = self.sg.tell(k_tell, g_pop, g_fit, g_state)
+        g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
+                                               self.layout_g, self.cfg.g.chunk, k_ask, k_tell)
 
         # 3. the new pair's scores on this batch (refreshes G's running statistics)
         fake, g_stats = gan.generate(gan.unravel_g(self.sg.center(g_state)), g_stats, z,
