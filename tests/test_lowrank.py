@@ -42,7 +42,9 @@ def small_cfg(**over):
 
 
 class Net(nn.Module):
-    """Every perturbed layer kind: Conv, ConvTranspose (both strided), BatchNorm, Dense."""
+    """Every perturbed layer kind: Conv, ConvTranspose (both strided), BatchNorm, Dense, and a
+    conv with too few output channels for a rank-2 factor (its noise is full, like the RGB
+    layer of a DCGAN generator)."""
 
     @nn.compact
     def __call__(self, x):
@@ -50,6 +52,7 @@ class Net(nn.Module):
         x = nn.relu(x)
         x = nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding="SAME")(x)
         x = nn.BatchNorm(use_running_average=False)(x)
+        x = nn.Conv(2, (3, 3))(x)
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(7)(x)
 
@@ -62,6 +65,7 @@ def test_lowrank_forward_equals_explicit_full_weights(layout):
     es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=0.01)
     assert {k.module for k in es.kernels} == {"Conv_0", "ConvTranspose_0", "Dense_0"}
     assert ("BatchNorm_0", "scale") in es.small and ("Dense_0", "bias") in es.small
+    assert [k.module for k in es.layer_noise] == ["Conv_1"] and ("Conv_1", "kernel") in es.small
     noise = es.sample(jax.random.key(2))
     mean, unravel = ravel_pytree(v["params"])
 
@@ -96,6 +100,26 @@ def test_a_second_network_in_the_fitness_is_not_perturbed():
         np.testing.assert_allclose(outs[i, 0], apply(unravel(mean + es.std * es.full_perturbation(noise, i))),
                                    atol=2e-5, rtol=1e-5)
         np.testing.assert_allclose(outs[i, 1], apply(other), atol=2e-5, rtol=1e-5)
+
+
+def test_a_kernel_outside_flax_layers_is_refused_not_left_unperturbed():
+    class Raw(nn.Module):  # a 'kernel' the interceptor cannot see
+        @nn.compact
+        def __call__(self, x):
+            return x @ self.param("kernel", nn.initializers.normal(), (x.shape[-1], 8))
+
+    class Wrapped(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return Raw()(nn.Dense(6)(x))
+
+    x = jnp.ones((2, 5))
+    v = Wrapped().init(jax.random.key(0), x)
+    es = make_lowrank(v["params"], pop=4, rank=2, std=0.1, lr=0.01)
+    noise = es.sample(jax.random.key(1))
+    with pytest.raises(RuntimeError, match="Raw_0"):
+        evaluate_lowrank(es, v["params"], noise, lambda p: Wrapped().apply({"params": p}, x),
+                         "vmap")
 
 
 def test_antithetic_pairs_and_rank():

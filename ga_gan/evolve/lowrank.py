@@ -13,7 +13,12 @@ and the member's layer output is computed without ever forming W_i:
 for a convolution it is a k x k convolution to r channels followed by a 1x1 convolution (a
 matmul over channels) to the output channels; the same holds for a transposed convolution,
 since both are linear in the kernel. Small leaves (biases, BatchNorm scale/bias, kernels whose
-smaller side is not above r) get plain Gaussian noise, which is cheap.
+smaller side is not above r) get plain Gaussian noise, which is cheap. A small *kernel* (a conv to
+3 colour channels, a dense to one logit) is still applied through its layer, as
+`layer(x; W) + sigma * s_i * layer(x; eps_i)`: putting a per-member kernel inside the module would
+make vmap batch the kernel, and a batched kernel is a grouped convolution, which XLA:CPU runs
+several times slower than ordinary ones (measured: the G population of the 32x32 DCGAN, whose
+last transposed conv has 3 output channels, ran 2.8x slower per member in chunks of 4).
 
 The layers are reached through `flax.linen.intercept_methods`: the module runs as written with
 the mean's kernel, and the interceptor adds the correction from the member's factors, looked up
@@ -85,6 +90,7 @@ class LowRankES:
     optimizer: Any
     kernels: tuple  # _Kernel for every low-rank leaf
     small: tuple  # key paths of the full-rank (plain Gaussian) leaves
+    layer_noise: tuple  # _Kernel for the small leaves that are layer kernels (see module doc)
     template: Any  # params pytree of ShapeDtypeStructs
     unravel: Callable
     distribution: bool = True
@@ -130,20 +136,26 @@ class LowRankES:
 
     # --- one member's network -------------------------------------------------------------------
     def member_params(self, mean_tree: Any, member: dict) -> Any:
-        """The mean with every small leaf perturbed; kernels stay the (shared) mean."""
+        """The mean with every small non-kernel leaf perturbed; kernels stay the (shared)
+        mean, their noise is added by the interceptor."""
         out = mean_tree
+        through_layer = {k.leaf for k in self.layer_noise}
         for path in self.small:
-            out = _set_leaf(out, path, _leaf(mean_tree, path) + self.std * member["eps"]["/".join(path)])
+            if path not in through_layer:
+                out = _set_leaf(out, path,
+                                _leaf(mean_tree, path) + self.std * member["eps"]["/".join(path)])
         return out
 
-    def interceptor(self, member: dict, params: Any) -> Callable:
+    def interceptor(self, member: dict, params: Any, reached: set | None = None) -> Callable:
         """A flax method interceptor adding the member's low-rank correction to every low-rank
         layer of the network that runs with `params`. A layer is recognised by its module path
         and by holding that very kernel array, so another network called in the same fitness
-        function (D scoring a G member's images) passes through untouched."""
+        function (D scoring a G member's images) passes through untouched. The paths of the
+        layers it corrects are added to `reached` (at trace time)."""
         scale = self.std / math.sqrt(self.rank)
         A, B = member["A"], member["B"]
-        kernels = {k.module: _leaf(params, k.leaf) for k in self.kernels}
+        eps = {k.module: member["eps"]["/".join(k.leaf)] for k in self.layer_noise}
+        kernels = {k.module: _leaf(params, k.leaf) for k in self.kernels + self.layer_noise}
 
         def intercept(next_fun, args, kwargs, context):
             y = next_fun(*args, **kwargs)
@@ -151,10 +163,14 @@ class LowRankES:
             if context.method_name != "__call__" or not isinstance(mod, LAYERS):
                 return y
             path = "/".join(mod.path)
-            if path not in A or not mod.has_variable("params", "kernel") or \
+            if path not in kernels or not mod.has_variable("params", "kernel") or \
                     mod.get_variable("params", "kernel") is not kernels[path]:
                 return y
             x = args[0] if args else kwargs["inputs"]
+            if reached is not None:
+                reached.add(path)
+            if path in eps:  # a small kernel: its full noise, through the layer (linear in it)
+                return y + self.std * layer_linear(mod, x, eps[path])
             return y + scale * thin_correction(mod, x, A[path], B[path])
 
         return intercept
@@ -162,8 +178,16 @@ class LowRankES:
     def member_apply(self, mean_tree: Any, member: dict, fn: Callable) -> Any:
         """fn(params) evaluated as member `member` (one member's factors, no population axis)."""
         params = self.member_params(mean_tree, member)
-        with nn.intercept_methods(self.interceptor(member, params)):
-            return fn(params)
+        reached: set = set()
+        with nn.intercept_methods(self.interceptor(member, params, reached)):
+            out = fn(params)
+        # A kernel whose layer the interceptor never saw (not Dense/Conv/ConvTranspose, or not
+        # called) would be evaluated unperturbed while `tell` credits it with noise.
+        missed = {k.module for k in self.kernels + self.layer_noise} - reached
+        if missed:
+            raise RuntimeError(f"{NAME}: the layers {sorted(missed)} hold perturbed kernels but "
+                               "were not run as flax Dense/Conv/ConvTranspose by the fitness")
+        return out
 
     # --- update -----------------------------------------------------------------------------------
     def gradient(self, noise: dict, shaped: jax.Array) -> jax.Array:
@@ -231,16 +255,21 @@ def _member_loop(f: Callable, kind: str) -> Callable:
     return g
 
 
+def layer_linear(mod: nn.Module, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The layer's linear map with another kernel (same geometry, no bias); its output has
+    kernel.shape[-1] channels. Batched over members in both x and kernel, it runs member by
+    member (see THIN_BATCHING) instead of as a grouped convolution."""
+    if isinstance(mod, nn.Dense):
+        f, kind = (lambda x, k: jnp.einsum("...i,io->...o", x, k)), "dense"
+    else:  # Conv / ConvTranspose: identical geometry, kernel.shape[-1] output channels
+        op = mod.clone(parent=None, features=kernel.shape[-1], use_bias=False)
+        f, kind = (lambda x, k: op.apply({"params": {"kernel": k}}, x)), "conv"
+    return _member_loop(f, kind)(x, kernel)
+
+
 def thin_correction(mod: nn.Module, x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
     """layer(x; A) @ B^T: the same layer with r output channels and no bias, then a 1x1 map."""
-    r = a.shape[-1]
-    if isinstance(mod, nn.Dense):
-        f, kind = (lambda x, a: jnp.einsum("...i,ir->...r", x, a)), "dense"
-    else:  # Conv / ConvTranspose: identical geometry, r output channels
-        thin = mod.clone(parent=None, features=r, use_bias=False)
-        f, kind = (lambda x, a: thin.apply({"params": {"kernel": a}}, x)), "conv"
-    h = _member_loop(f, kind)(x, a)
-    return jnp.einsum("...r,or->...o", h, b)
+    return jnp.einsum("...r,or->...o", layer_linear(mod, x, a), b)
 
 
 def _leaf(tree, path):
@@ -270,18 +299,21 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: f
         raise UserError(f"unknown optimizer '{optimizer}' (adam, adamw or sgd)")
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params_template)
     _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template))
-    kernels, small = [], []
+    kernels, small, layer_noise = [], [], []
     for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
         names = _key_names(path)
         shape = tuple(leaf.shape)
         fan_in = math.prod(shape[:-1]) if len(shape) >= 2 else 0
+        kernel = _Kernel(module="/".join(names[:-1]), leaf=names, shape=shape)
         if names[-1] == "kernel" and len(shape) >= 2 and min(fan_in, shape[-1]) > rank:
-            kernels.append(_Kernel(module="/".join(names[:-1]), leaf=names, shape=shape))
+            kernels.append(kernel)
         else:
             small.append(names)
+            if names[-1] == "kernel" and len(shape) >= 2:
+                layer_noise.append(kernel)
     return LowRankES(name=NAME, pop=pop, rank=rank, std=std, optimizer=opts[optimizer](),
-                     kernels=tuple(kernels), small=tuple(small), template=template,
-                     unravel=unravel)
+                     kernels=tuple(kernels), small=tuple(small), layer_noise=tuple(layer_noise),
+                     template=template, unravel=unravel)
 
 
 def evaluate_lowrank(es: LowRankES, mean_tree: Any, noise: dict, fn: Callable, layout: str,
