@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ HYBRID = {"evolve.mode": "hybrid"}
 METHODS: dict[str, Method] = {
     "adam": Method("train", {}, "Adam (DCGAN baseline, backprop)"),
     "evolve": Method("evolve", {}, "evolution (evosax, no backprop)"),
+    "evolve-lowrank": Method("evolve", {"evolve.g.name": "lowrank_es",
+                                        "evolve.d.name": "lowrank_es"},
+                             "low-rank ES (EGGROLL-style rank-4 perturbations, no backprop)"),
     "hybrid-egan": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "egan"},
                           "E-GAN hybrid: G population mutated by Adam on 3 losses, D by Adam"),
     "hybrid-adam-d": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "adam-d"},
@@ -77,11 +81,12 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     # (rates by Runner method, or by --methods name where that differs: the hybrids)
     "digits": DatasetSpec("configs/digits.toml", 60, {},
-                          {"train": 1000, "evolve": 20, "hybrid-egan": 250,
+                          {"train": 1000, "evolve": 20, "evolve-lowrank": 40, "hybrid-egan": 250,
                            "hybrid-adam-d": 45, "hybrid-lamarck": 25},
                           points=60),  # 64-d pixel FD: cheap, and Adam moves in seconds
     "mnist": DatasetSpec("configs/mnist.toml", 180, {},
-                         {"train": 75, "evolve": 0.8, "hybrid-egan": 55, "hybrid-adam-d": 3.5,
+                         {"train": 75, "evolve": 0.8, "evolve-lowrank": 4, "hybrid-egan": 55,
+                          "hybrid-adam-d": 3.5,
                           "hybrid-lamarck": 1.8}, points=12),
     "anime": DatasetSpec("configs/anime-cpu.toml", 600, {"data.limit": 2000},
                          {"train": 5, "evolve": 2}, points=12),
@@ -244,6 +249,20 @@ def first_time(curve: list[dict], key: str, threshold: float) -> float | None:
     return None
 
 
+HELD_WINDOW = 5  # evaluations whose median must be at or below a bar for it to count as held
+
+
+def held_time(curve: list[dict], key: str, threshold: float,
+              window: int = HELD_WINDOW) -> float | None:
+    """First time from which the median of this and the next window - 1 evaluations is at or
+    below the bar: a crossing that lasts, not a one-evaluation dip of a noisy curve."""
+    pts = [p for p in curve if key in p and _finite(p[key])]
+    for i in range(len(pts) - window + 1):
+        if statistics.median(p[key] for p in pts[i:i + window]) <= threshold:
+            return pts[i]["time_s"]
+    return None
+
+
 def thresholds_for(summaries: list[dict], key: str) -> list[dict]:
     by = {s["method"]: s for s in summaries}
     ref = by.get(REFERENCE) or summaries[0]
@@ -337,7 +356,7 @@ def write_markdown(path: Path, report: dict) -> None:
     for k in metrics:
         head += [f"final {k}", f"best {k} (at s)"]
     head += ["final real_score", "final fake_score"]
-    head += [f"s to {primary} ≤ {fmt(t['value'])} ({t['name']})" for t in thr]
+    head += [f"s to {primary} ≤ {fmt(t['value'])} ({t['name']}): first / held" for t in thr]
     rows = []
     for s in s_list:
         row = [s["method"], fmt(s["steps"]), f"{s['time_s']:.1f}"]
@@ -348,7 +367,9 @@ def write_markdown(path: Path, report: dict) -> None:
         row += [fmt(s["final_scores"].get("real_score")), fmt(s["final_scores"].get("fake_score"))]
         for t in thr:
             reach = s["reached"].get(t["name"])
-            row.append(f"{reach:.1f}" if reach is not None else "—")
+            # reports written before "held" existed are re-rendered with "—" there
+            held = s.get("held", {}).get(t["name"])
+            row.append(" / ".join(f"{x:.1f}" if x is not None else "—" for x in (reach, held)))
         rows.append(row)
     lines = [f"# {report['dataset']}: {', '.join(s['method'] for s in s_list)} at "
              f"{report['budget']:g} s of training each", ""]
@@ -359,7 +380,9 @@ def write_markdown(path: Path, report: dict) -> None:
     lines.append("Training seconds are the Runner's `time_s` (first-step compilation included, "
                  "Fréchet evaluation, sample grids and checkpoints excluded). Final Fréchet "
                  "distances are measured at each run's last step; threshold times are the first "
-                 "evaluation at or below the bar, so they are only as fine as `eval_every` "
+                 "evaluation at or below the bar (first) and the first evaluation from which the "
+                 f"median of {HELD_WINDOW} consecutive evaluations is (held); both are only as "
+                 "fine as `eval_every` "
                  + ", ".join(f"{s['method']} {s['eval_every']}" for s in s_list)
                  + f" ({', '.join(str(s['evaluations']) for s in s_list)} evaluations).")
     lines.append("")
@@ -504,6 +527,8 @@ def finish(report: dict, out: Path) -> None:
     for s in summaries:
         s["reached"] = {t["name"]: first_time(s["curve"], primary, t["value"])
                         for t in report["thresholds"]}
+        s["held"] = {t["name"]: held_time(s["curve"], primary, t["value"])
+                     for t in report["thresholds"]}
     report["ratios"] = [r for k in fd_metrics for r in ratios(summaries, k)]
     name = report["dataset"]
     (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -107,3 +107,13 @@ def test_eval_every_picks_about_the_wanted_number_of_points():
     assert every % 10 == 0 and 10 <= 60 * 1000 / every <= 50
     assert bench.eval_every_for(spec, "evolve", 60, 10) % 10 == 0
     assert set(bench.METHODS) >= {"adam", "evolve"}
+
+
+def test_held_crossing_ignores_a_one_evaluation_dip():
+    sbs = load_script()
+    fd = [40, 30, 17, 25, 24, 23, 18, 16, 17, 15, 14, 19]
+    curve = [{"time_s": float(i), "fd_pixels": v} for i, v in enumerate(fd)]
+    assert sbs.first_time(curve, "fd_pixels", 18.3) == 2.0  # the dip
+    # t=2..6 (17, 25, 24, 23, 18) has median 23; from t=4, (24, 23, 18, 16, 17) has median 18
+    assert sbs.held_time(curve, "fd_pixels", 18.3) == 4.0
+    assert sbs.held_time(curve, "fd_pixels", 10.0) is None
