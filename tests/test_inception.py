@@ -20,6 +20,7 @@ import pytest
 
 from ga_gan.errors import UserError
 from ga_gan.metrics import inception as inc
+from ga_gan.metrics.torch_reader import read_torch_state_dict
 
 # Shapes fixed by pytorch-fid's network (torch layout); a wrong block definition changes them.
 KNOWN_SHAPES = {
@@ -253,7 +254,7 @@ def test_pth_reader_without_torch(fake_torch, tmp_path, writer, monkeypatch):
     writer(path, SMALL, fake_torch)
     monkeypatch.delitem(sys.modules, "torch")  # the reader must not need torch
     monkeypatch.delitem(sys.modules, "torch._utils")
-    got = inc.read_torch_state_dict(path)
+    got = read_torch_state_dict(path)
     assert list(got) == list(SMALL)
     for key, value in SMALL.items():
         assert got[key].dtype == value.dtype
@@ -268,7 +269,7 @@ def test_pth_strided_view(fake_torch, tmp_path):
     with zipfile.ZipFile(tmp_path / "v.pth", "w") as zf:
         zf.writestr("archive/data.pkl", buf.getvalue())
         zf.writestr("archive/data/0", storages["0"].array.tobytes())
-    got = inc.read_torch_state_dict(tmp_path / "v.pth")
+    got = read_torch_state_dict(tmp_path / "v.pth")
     np.testing.assert_array_equal(got["t"], np.arange(2, 8, dtype=np.float32).reshape(2, 3).T)
 
 
@@ -276,7 +277,7 @@ def test_pth_with_foreign_globals_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "evil.pth", "w") as zf:
         zf.writestr("archive/data.pkl", pickle.dumps({"x": print}, protocol=2))
     with pytest.raises(UserError, match="refusing to load .*print"):
-        inc.read_torch_state_dict(tmp_path / "evil.pth")
+        read_torch_state_dict(tmp_path / "evil.pth")
 
 
 def test_pth_goes_through_the_same_key_checks(fake_torch, tmp_path):
