@@ -172,12 +172,21 @@ def fitness_rates(prob: Problem, role: str, pop: int, args, skip: set) -> dict:
     es = make_lowrank(prob.params(role), pop=pop, rank=args.rank, std=0.05, lr=0.01)
     noise = jax.jit(es.sample)(jax.random.key(5))
     mean = prob.params(role)
-    for layout, chunk in (("vmap", 0), ("map", args.lowrank_chunk)):
-        name = "lowrank" if layout == "vmap" else "lowrank_map"
-        if name in skip or (layout == "map" and chunk >= pop):
-            continue
-        f = jax.jit(lambda nz, m, lay=layout, c=chunk: evaluate_lowrank(es, m, nz, member, lay, c))
-        rec(name, timed(f, noise, mean), chunk=chunk)
+    lowrank = lambda lay, c: jax.jit(
+        lambda nz, m: evaluate_lowrank(es, m, nz, member, lay, c))
+    if "lowrank" not in skip:
+        rec("lowrank", timed(lowrank("vmap", 0), noise, mean))
+    if "lowrank_map" not in skip:
+        best = None
+        for chunk in args.lowrank_chunks:
+            if chunk >= pop:
+                continue
+            s = timed(lowrank("map", chunk), noise, mean)
+            out[f"lowrank_map_c{chunk}"] = {"s": s, "rate": imgs / s}
+            if best is None or s < best[0]:
+                best = (s, chunk)
+        if best:
+            rec("lowrank_map", best[0], chunk=best[1])
     best = None
     for chunk in args.plain_chunks:
         made = prob.plain(role, pop, chunk)
@@ -201,15 +210,16 @@ def hwm_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def generation_child(model: str, pop: int, strategy: str, layout: str, chunk: int, rank: int,
+def generation_child(model: str, pop: int, strategy: str, layouts: dict, rank: int,
                      batch: int, reps: int) -> dict:
+    """layouts: {"g": [layout, chunk], "d": [layout, chunk]}."""
     from ga_gan.evolve.method import Evolve
     from ga_gan.run import strong_types
     rss0 = hwm_mib()
     over = {"evolve.batch": batch}
     for r in ("g", "d"):
         over.update({f"evolve.{r}.name": strategy, f"evolve.{r}.pop": pop,
-                     f"evolve.{r}.layout": layout, f"evolve.{r}.chunk": chunk,
+                     f"evolve.{r}.layout": layouts[r][0], f"evolve.{r}.chunk": layouts[r][1],
                      f"evolve.{r}.rank": rank})
     cfg = model_cfg(model, over)
     method = Evolve(make_gan(cfg.model), cfg.evolve)
@@ -231,7 +241,7 @@ def generation_child(model: str, pop: int, strategy: str, layout: str, chunk: in
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t)
     rss = hwm_mib()
-    return {"model": model, "pop": pop, "strategy": strategy, "layout": layout, "chunk": chunk,
+    return {"model": model, "pop": pop, "strategy": strategy, "layouts": layouts,
             "rank": rank, "batch": batch, "s_per_gen": min(times), "times": times,
             "peak_rss_mib": rss, "rss_import_mib": rss0,
             "rss_after_init_mib": rss_init, "rss_after_compile_mib": rss_compiled,
@@ -239,23 +249,40 @@ def generation_child(model: str, pop: int, strategy: str, layout: str, chunk: in
             "peak_above_init_mib": rss - rss_init}
 
 
-def generation(model, pop, strategy, layout, chunk, rank, batch, reps, timeout) -> dict | None:
+def generation(model, pop, strategy, layouts, rank, batch, reps, timeout) -> dict | None:
     cmd = [sys.executable, __file__, "--child", json.dumps(
-        [model, pop, strategy, layout, chunk, rank, batch, reps])]
+        [model, pop, strategy, layouts, rank, batch, reps])]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"model": model, "pop": pop, "strategy": strategy, "layout": layout,
-                "chunk": chunk, "timeout": timeout}
+        return {"model": model, "pop": pop, "strategy": strategy, "layouts": layouts,
+                "timeout": timeout}
     if p.returncode:
         print(p.stderr[-2000:], file=sys.stderr)
         return None
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def fastest(r: dict, names: dict, default_chunk: int) -> list:
+    """[layout, chunk] of the fastest measured entry among `names` (result key -> layout);
+    map with `default_chunk` when none was measured."""
+    got = [(r[k]["s"], k) for k in names if r.get(k)]
+    if not got:
+        return ["map", default_chunk]
+    key = min(got)[1]
+    return [names[key], r[key].get("chunk", 0) if names[key] == "map" else 0]
+
+
+def layout_text(layouts: dict) -> str:
+    one = lambda lc: lc[0] + (f" {lc[1]}" if lc[0] == "map" else "")
+    if layouts["g"] == layouts["d"]:
+        return one(layouts["g"])
+    return f"G {one(layouts['g'])}, D {one(layouts['d'])}"
+
+
 # --- report ------------------------------------------------------------------------------------
 LABELS = [("loop", "(a) loop"), ("vmap", "(b) vmap"), ("map", "(c) lax.map best"),
-          ("lowrank", "(d) low-rank vmap"), ("lowrank_map", "(d') low-rank lax.map"),
+          ("lowrank", "(d) low-rank vmap"), ("lowrank_map", "(d') low-rank lax.map best"),
           ("plain", "(e) one net, batched")]
 
 
@@ -313,8 +340,8 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
              f"mean), so one member = {2 * args.batch} image forwards. Low-rank ES rank "
              f"{args.rank}. Rates are image forwards per second (higher is better); (a) times "
              f"{args.loop_members} members and extrapolates; (c) is the best of chunks "
-             f"{', '.join(map(str, args.chunks))} (chunk in brackets); (d') uses chunk "
-             f"{args.lowrank_chunk}; (e) is the best of chunks "
+             f"{', '.join(map(str, args.chunks))} (chunk in brackets); (d') is the best of chunks "
+             f"{', '.join(map(str, args.lowrank_chunks))}; (e) is the best of chunks "
              f"{', '.join(str(c or 'all') for c in args.plain_chunks)} images. "
              "(d*) is the faster of (d) and (d'). (e)/(a) bounds (d*)/(a): low-rank fitness is "
              "(e)'s forward plus corrections, so it cannot beat (e). "
@@ -331,7 +358,7 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
                 for key, _ in LABELS:
                     v = r.get(key)
                     cell = fmt_rate(v["rate"]) if v else "-"
-                    if v and key == "map":
+                    if v and key in ("map", "lowrank_map"):
                         cell += f" [{v['chunk']}]"
                     cells.append(cell)
                 best = best_lowrank(r)
@@ -350,7 +377,7 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
     for g in gens:
         if g is None:
             continue
-        lay = g["layout"] + (f" (chunk {g['chunk']})" if g["layout"] == "map" else "")
+        lay = layout_text(g["layouts"])
         name = g["strategy"] + (f" r{g.get('rank')}" if g["strategy"] == "lowrank_es" else "")
         if "timeout" in g:
             lines.append(f"| {g['model']} | {g['pop']} | {name} | {lay} | > {g['timeout']} s "
@@ -422,11 +449,11 @@ def main(argv=None):
     p.add_argument("--gen-batch", type=int, default=16, help="evolve.batch of the generations")
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--chunks", default="1,8,32", help="lax.map chunks tried for (c)")
-    p.add_argument("--lowrank-chunk", type=int, default=4)
+    p.add_argument("--lowrank-chunks", default="1,4,16", help="lax.map chunks tried for (d')")
     p.add_argument("--max-pop", default="", help="per-model population cap, e.g. dcgan32=256")
-    p.add_argument("--plain-chunks", default="0,2048,512", help="0 = all images at once")
+    p.add_argument("--plain-chunks", default="0,2048,512,128,32", help="0 = all images at once")
     p.add_argument("--loop-members", type=int, default=8)
-    p.add_argument("--max-seconds", type=float, default=30.0,
+    p.add_argument("--max-seconds", type=float, default=20.0,
                    help="skip a layout at the next population when its extrapolated fitness "
                         "time exceeds this")
     p.add_argument("--gen-pops", default="256", help="populations of the whole-generation runs")
@@ -442,6 +469,7 @@ def main(argv=None):
         return 0
     t0 = time.perf_counter()
     args.chunks = [int(c) for c in args.chunks.split(",")]
+    args.lowrank_chunks = [int(c) for c in args.lowrank_chunks.split(",")]
     args.plain_chunks = [int(c) for c in args.plain_chunks.split(",")]
     args.skipped = []
     out = Path(args.out)
@@ -482,23 +510,21 @@ def main(argv=None):
                       ", ".join(f"{k} {fmt_rate(v['rate'])}" for k, v in r.items()), flush=True)
     gens = []
     for model in args.models.split(","):
-        best_map = {}
         for pop in [int(x) for x in args.gen_pops.split(",")]:
-            # full-rank OpenES in its best measured layout (D role decides; map chunk from (c))
-            r = results[model]["d"].get(pop, {})
-            cands = [(r[k]["s"], k) for k in ("vmap", "map") if r.get(k)]
-            layout = min(cands)[1] if cands else "map"
-            chunk = r.get("map", {}).get("chunk", 8) if layout == "map" else 0
-            best_map[pop] = (layout, chunk)
-            configs = [("open_es", layout, chunk, args.rank),
-                       ("lowrank_es", "vmap", 0, args.rank),
-                       ("lowrank_es", "map", args.lowrank_chunk, args.rank)]
-            for strategy, lay, c, rank in configs:
-                g = generation(model, pop, strategy, lay, c, rank, args.gen_batch, args.reps,
-                               args.gen_timeout)
+            fit = {role: results.get(model, {}).get(role, {}).get(pop, {}) for role in ("g", "d")}
+            # each population in its fastest measured layout: full-rank OpenES from (b)/(c),
+            # low-rank from (d) (vmap) and (d') (map, with its best chunk)
+            configs = [("open_es", {r: fastest(fit[r], {"vmap": "vmap", "map": "map"}, 1)
+                                    for r in fit}),
+                       ("lowrank_es", {r: ["vmap", 0] for r in fit}),
+                       ("lowrank_es", {r: fastest(fit[r], {"lowrank_map": "map"},
+                                                  args.lowrank_chunks[0]) for r in fit})]
+            for strategy, layouts in configs:
+                g = generation(model, pop, strategy, layouts, args.rank, args.gen_batch,
+                               args.reps, args.gen_timeout)
                 gens.append(g)
                 if g:
-                    print(f"generation {model} pop {pop} {strategy} {lay}/{c}: "
+                    print(f"generation {model} pop {pop} {strategy} {layout_text(layouts)}: "
                           f"{g.get('s_per_gen', float('nan')):.3f} s, "
                           f"peak {g.get('peak_rss_mib', float('nan')):.0f} MiB", flush=True)
     wall = time.perf_counter() - t0

@@ -117,3 +117,40 @@ def test_held_crossing_ignores_a_one_evaluation_dip():
     # t=2..6 (17, 25, 24, 23, 18) has median 23; from t=4, (24, 23, 18, 16, 17) has median 18
     assert sbs.held_time(curve, "fd_pixels", 18.3) == 4.0
     assert sbs.held_time(curve, "fd_pixels", 10.0) is None
+
+
+def load_throughput():
+    path = SCRIPT.parent / "throughput.py"
+    spec = importlib.util.spec_from_file_location("throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_picks_each_populations_fastest_layout_and_ratios():
+    tp = load_throughput()
+    r = {"vmap": {"s": 3.0}, "map": {"s": 2.0, "chunk": 8},
+         "lowrank": {"s": 1.5}, "lowrank_map": {"s": 1.0, "chunk": 4}}
+    assert tp.fastest(r, {"vmap": "vmap", "map": "map"}, 1) == ["map", 8]
+    assert tp.fastest({"vmap": {"s": 1.0}, "map": {"s": 2.0, "chunk": 1}},
+                      {"vmap": "vmap", "map": "map"}, 1) == ["vmap", 0]
+    assert tp.fastest(r, {"lowrank_map": "map"}, 1) == ["map", 4]
+    assert tp.fastest({}, {"lowrank_map": "map"}, 2) == ["map", 2]
+    assert tp.layout_text({"g": ["map", 1], "d": ["map", 4]}) == "G map 1, D map 4"
+
+    gen = lambda strategy, s, peak: {"model": "m", "pop": 8, "strategy": strategy,
+                                     "s_per_gen": s, "peak_rss_mib": peak,
+                                     "peak_above_init_mib": peak - 100}
+    gens = [gen("open_es", 6.0, 1100), gen("lowrank_es", 2.5, 400), gen("lowrank_es", 2.0, 300)]
+    results = {"m": {"d": {8: {"plain": {"s": 1.0}}}, "g": {8: {"plain": {"s": 2.0}}}}}
+    args = type("A", (), {"batch": 16, "gen_batch": 16})()
+    [row] = tp.generation_summary(results, gens, args)
+    assert row["speedup"] == 3.0 and row["low"]["s_per_gen"] == 2.0
+    assert row["memory"] == 300 / 1100 and row["bound"] == 2.0  # 6 s / (1 + 2) s
+
+
+def test_throughput_generation_child_runs_a_low_rank_generation():
+    tp = load_throughput()
+    g = tp.generation_child("mlp", 4, "lowrank_es", {"g": ["vmap", 0], "d": ["map", 2]}, 2, 8, 1)
+    assert g["s_per_gen"] > 0 and g["peak_rss_mib"] >= g["rss_after_init_mib"] > 0
+    assert g["layouts"]["d"] == ["map", 2]

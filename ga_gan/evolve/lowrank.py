@@ -233,11 +233,12 @@ class LowRankES:
 # Measured (benchmarks/results/throughput.md): grouped convs lose 2-3x to the member loop; for
 # the thin dense matmuls the batched form is as fast or faster.
 THIN_BATCHING = {"conv": "loop", "dense": "batched"}
-# Members per lax.map chunk when the config says 0. On XLA:CPU, 32x32 DCGAN at full width, pop
-# 256, 16 images per member, chunks of 2-4 beat 8, 16, 32 and one vmap over the population
-# (D fitness 1.8 s at 4 vs 2.2 s at 16; G 3.7 s vs 4.6 s): the big op of a chunk gains nothing
-# once a member's 16-32 images already fill the cores, while larger chunks fall out of cache.
-DEFAULT_CHUNK = 4
+# Members per lax.map chunk when the config says 0. On XLA:CPU (32x32 DCGAN at full width, 16
+# images per member, benchmarks/results/throughput.md), one member at a time is as fast as chunks
+# of 4 for the D population and faster for G (pop 256: D 3,310 vs 3,274 images/s, G 2,991 vs
+# 2,486; chunks of 16: 3,032 and 2,578; one vmap over the population: 2,047 and 1,729): a
+# member's 16-32 images already fill the cores, and bigger ops fall out of cache.
+DEFAULT_CHUNK = 1
 
 
 def _member_loop(f: Callable, kind: str) -> Callable:
