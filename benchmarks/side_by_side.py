@@ -254,11 +254,13 @@ HELD_WINDOW = 5  # evaluations whose median must be at or below a bar for it to 
 
 def held_time(curve: list[dict], key: str, threshold: float,
               window: int = HELD_WINDOW) -> float | None:
-    """First time from which the median of this and the next window - 1 evaluations is at or
-    below the bar: a crossing that lasts, not a one-evaluation dip of a noisy curve."""
+    """First evaluation at or below the bar from which the median of it and the next
+    window - 1 evaluations is also at or below: a crossing that lasts, not a one-evaluation dip
+    of a noisy curve (never earlier than the first crossing)."""
     pts = [p for p in curve if key in p and _finite(p[key])]
     for i in range(len(pts) - window + 1):
-        if statistics.median(p[key] for p in pts[i:i + window]) <= threshold:
+        if pts[i][key] <= threshold and \
+                statistics.median(p[key] for p in pts[i:i + window]) <= threshold:
             return pts[i]["time_s"]
     return None
 

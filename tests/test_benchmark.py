@@ -114,9 +114,12 @@ def test_held_crossing_ignores_a_one_evaluation_dip():
     fd = [40, 30, 17, 25, 24, 23, 18, 16, 17, 15, 14, 19]
     curve = [{"time_s": float(i), "fd_pixels": v} for i, v in enumerate(fd)]
     assert sbs.first_time(curve, "fd_pixels", 18.3) == 2.0  # the dip
-    # t=2..6 (17, 25, 24, 23, 18) has median 23; from t=4, (24, 23, 18, 16, 17) has median 18
-    assert sbs.held_time(curve, "fd_pixels", 18.3) == 4.0
+    # t=2..6 (17, 25, 24, 23, 18) has median 23; t=4 (24, 23, 18, 16, 17) has median 18 but is
+    # itself above the bar; from t=6, (18, 16, 17, 15, 14) has median 16
+    assert sbs.held_time(curve, "fd_pixels", 18.3) == 6.0
     assert sbs.held_time(curve, "fd_pixels", 10.0) is None
+    # a falling curve is held from its first crossing, never before it
+    assert sbs.held_time(curve, "fd_pixels", 35.0) == sbs.first_time(curve, "fd_pixels", 35.0) == 1.0
 
 
 def load_throughput():
