@@ -241,7 +241,10 @@ def generation_child(model: str, pop: int, strategy: str, layouts: dict, rank: i
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t)
     rss = hwm_mib()
+    stats = jax.devices()[0].memory_stats() or {}  # accelerators; XLA:CPU reports none
+    device_peak = stats.get("peak_bytes_in_use")
     return {"model": model, "pop": pop, "strategy": strategy, "layouts": layouts,
+            "device_peak_mib": device_peak / 2**20 if device_peak is not None else None,
             "rank": rank, "batch": batch, "s_per_gen": min(times), "times": times,
             "peak_rss_mib": rss, "rss_import_mib": rss0,
             "rss_after_init_mib": rss_init, "rss_after_compile_mib": rss_compiled,
@@ -322,9 +325,12 @@ def generation_summary(results: dict, gens: list, args) -> list[dict]:
             plain = [fit.get(role, {}).get(pop, {}).get("plain") for role in ("d", "g")]
             bound = (f["s_per_gen"] / sum(p["s"] for p in plain)
                      if all(plain) and args.batch == args.gen_batch else None)
+            # on an accelerator the memory that matters is the device's; on CPU it is RSS
+            mem = "device_peak_mib" if f.get("device_peak_mib") and lo.get("device_peak_mib") \
+                else "peak_rss_mib"
             rows.append({"model": model, "pop": pop, "full": f, "low": lo,
                          "speedup": f["s_per_gen"] / lo["s_per_gen"],
-                         "memory": lo["peak_rss_mib"] / f["peak_rss_mib"],
+                         "memory": lo[mem] / f[mem], "memory_of": mem,
                          "memory_above_init": lo["peak_above_init_mib"] / f["peak_above_init_mib"],
                          "bound": bound})
     return rows
@@ -371,9 +377,11 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
     lines += ["## Whole generation (ask + fitness + tell, D then G), fresh process each", "",
               f"batch {args.gen_batch}; peak = VmHWM of the process (includes the Python/JAX "
               "runtime and compilation); 'run peak' = growth of VmHWM while the compiled "
-              "step runs (0 when the compile peak was higher).", "",
+              "step runs (0 when the compile peak was higher); 'device peak' = the "
+              "accelerator's peak_bytes_in_use ('-' on CPU, which reports none).", "",
               "| model | pop | strategy | layout | s / generation | peak RSS MiB | RSS after init MiB | "
-              "peak above init MiB | run peak MiB |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+              "peak above init MiB | run peak MiB | device peak MiB |",
+              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for g in gens:
         if g is None:
             continue
@@ -381,19 +389,21 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
         name = g["strategy"] + (f" r{g.get('rank')}" if g["strategy"] == "lowrank_es" else "")
         if "timeout" in g:
             lines.append(f"| {g['model']} | {g['pop']} | {name} | {lay} | > {g['timeout']} s "
-                         f"(timeout) | - | - | - | - |")
+                         f"(timeout) | - | - | - | - | - |")
             continue
         lines.append(f"| {g['model']} | {g['pop']} | {name} | {lay} | {g['s_per_gen']:.3f} | "
                      f"{g['peak_rss_mib']:.0f} | {g['rss_after_init_mib']:.0f} | "
-                     f"{g['peak_above_init_mib']:.0f} | {g['run_peak_above_compile_mib']:.0f} |")
+                     f"{g['peak_above_init_mib']:.0f} | {g['run_peak_above_compile_mib']:.0f} | "
+                     f"{fmt_rate(g.get('device_peak_mib'))} |")
     lines.append("")
     summary = generation_summary(results, gens, args)
     if summary:
         lines += ["### Low-rank (best layout) vs full-rank OpenES (best layout)", "",
                   "bound = OpenES's s/generation divided by (e)'s time for the generation's "
                   "image forwards (both populations): the speed-up of a generation whose "
-                  "fitness cost nothing beyond one plain batched forward of its images.", "",
-                  "| model | pop | speed-up | bound | peak RSS ratio | peak-above-init ratio |",
+                  "fitness cost nothing beyond one plain batched forward of its images. "
+                  "Peak memory ratio: device peaks where the backend reports them, else RSS.", "",
+                  "| model | pop | speed-up | bound | peak memory ratio | peak-above-init ratio |",
                   "|---|---:|---:|---:|---:|---:|"]
         for row in summary:
             lines.append(f"| {row['model']} | {row['pop']} | {row['speedup']:.2f}x | "
