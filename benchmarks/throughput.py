@@ -33,7 +33,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.evolve import fitness as F
@@ -140,6 +139,17 @@ def fitness_rates(prob: Problem, role: str, pop: int, args, skip: set) -> dict:
     def rec(name, seconds, **extra):
         out[name] = {"s": seconds, "rate": imgs / seconds if seconds else None, **extra}
 
+    def rec_best_chunk(name, chunks, seconds_at):
+        """Time `name` at every chunk (each kept as name_c<chunk>), record the fastest."""
+        best = None
+        for chunk in chunks:
+            s = seconds_at(chunk)
+            out[f"{name}_c{chunk}"] = {"s": s, "rate": imgs / s}
+            if best is None or s < best[0]:
+                best = (s, chunk)
+        if best:
+            rec(name, best[0], chunk=best[1])
+
     if "loop" not in skip:
         popn = prob.population(role, pop)
         one = jax.jit(lambda flat: member(unravel(flat)))
@@ -157,18 +167,9 @@ def fitness_rates(prob: Problem, role: str, pop: int, args, skip: set) -> dict:
         f = jax.jit(lambda P: F.evaluate_population(lambda fl: member(unravel(fl)), P, "vmap"))
         rec("vmap", timed(f, full))
     if "map" not in skip:
-        best = None
-        for chunk in args.chunks:
-            if chunk > pop:
-                continue
-            f = jax.jit(lambda P, c=chunk: F.evaluate_population(lambda fl: member(unravel(fl)),
-                                                                 P, "map", c))
-            s = timed(f, full)
-            out[f"map_c{chunk}"] = {"s": s, "rate": imgs / s}
-            if best is None or s < best[0]:
-                best = (s, chunk)
-        rec("map", best[0], chunk=best[1])
-    del full
+        rec_best_chunk("map", [c for c in args.chunks if c <= pop], lambda c: timed(jax.jit(
+            lambda P: F.evaluate_population(lambda fl: member(unravel(fl)), P, "map", c)), full))
+    full = None  # free the full-rank population before the low-rank runs
     es = make_lowrank(prob.params(role), pop=pop, rank=args.rank, std=0.05, lr=0.01)
     noise = jax.jit(es.sample)(jax.random.key(5))
     mean = prob.params(role)
@@ -176,17 +177,9 @@ def fitness_rates(prob: Problem, role: str, pop: int, args, skip: set) -> dict:
         lambda nz, m: evaluate_lowrank(es, m, nz, member, lay, c))
     if "lowrank" not in skip:
         rec("lowrank", timed(lowrank("vmap", 0), noise, mean))
-    if "lowrank_map" not in skip:
-        best = None
-        for chunk in args.lowrank_chunks:
-            if chunk >= pop:
-                continue
-            s = timed(lowrank("map", chunk), noise, mean)
-            out[f"lowrank_map_c{chunk}"] = {"s": s, "rate": imgs / s}
-            if best is None or s < best[0]:
-                best = (s, chunk)
-        if best:
-            rec("lowrank_map", best[0], chunk=best[1])
+    if "lowrank_map" not in skip:  # a chunk of the whole population would be (d) again
+        rec_best_chunk("lowrank_map", [c for c in args.lowrank_chunks if c < pop],
+                       lambda c: timed(lowrank("map", c), noise, mean))
     best = None
     for chunk in args.plain_chunks:
         made = prob.plain(role, pop, chunk)

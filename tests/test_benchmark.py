@@ -15,8 +15,8 @@ from PIL import Image
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "side_by_side.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("side_by_side", SCRIPT)
+def load_script(path: Path = SCRIPT):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -122,16 +122,8 @@ def test_held_crossing_ignores_a_one_evaluation_dip():
     assert sbs.held_time(curve, "fd_pixels", 35.0) == sbs.first_time(curve, "fd_pixels", 35.0) == 1.0
 
 
-def load_throughput():
-    path = SCRIPT.parent / "throughput.py"
-    spec = importlib.util.spec_from_file_location("throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_throughput_picks_each_populations_fastest_layout_and_ratios():
-    tp = load_throughput()
+    tp = load_script(SCRIPT.parent / "throughput.py")
     r = {"vmap": {"s": 3.0}, "map": {"s": 2.0, "chunk": 8},
          "lowrank": {"s": 1.5}, "lowrank_map": {"s": 1.0, "chunk": 4}}
     assert tp.fastest(r, {"vmap": "vmap", "map": "map"}, 1) == ["map", 8]
@@ -154,4 +146,3 @@ def test_throughput_picks_each_populations_fastest_layout_and_ratios():
         g["device_peak_mib"] = device
     [row] = tp.generation_summary(results, gens, args)
     assert row["memory"] == 200 / 800 and row["memory_of"] == "device_peak_mib"
-

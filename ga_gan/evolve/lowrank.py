@@ -99,6 +99,11 @@ class LowRankES:
     def population_size(self) -> int:
         return self.pop
 
+    @property
+    def layer_kernels(self) -> tuple:
+        """Every kernel whose noise the interceptor adds: low-rank and small (full noise)."""
+        return self.kernels + self.layer_noise
+
     # --- evosax-like surface used by Evolve / Lamarck ----------------------------------------
     def init(self, key: jax.Array, x0: jax.Array) -> LowRankState:
         del key
@@ -160,7 +165,7 @@ class LowRankES:
         scale = self.std / math.sqrt(self.rank)
         A, B = member["A"], member["B"]
         eps = {k.module: member["eps"]["/".join(k.leaf)] for k in self.layer_noise}
-        kernels = {k.module: _leaf(params, k.leaf) for k in self.kernels + self.layer_noise}
+        kernels = {k.module: _leaf(params, k.leaf) for k in self.layer_kernels}
 
         def intercept(next_fun, args, kwargs, context):
             y = next_fun(*args, **kwargs)
@@ -188,7 +193,7 @@ class LowRankES:
             out = fn(params)
         # A kernel whose layer the interceptor never saw (not Dense/Conv/ConvTranspose, or not
         # called) would be evaluated unperturbed while `tell` credits it with noise.
-        missed = {k.module for k in self.kernels + self.layer_noise} - reached
+        missed = {k.module for k in self.layer_kernels} - reached
         if missed:
             raise RuntimeError(f"{NAME}: the layers {sorted(missed)} hold perturbed kernels but "
                                "were not run as flax Dense/Conv/ConvTranspose by the fitness")
