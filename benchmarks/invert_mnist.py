@@ -1,6 +1,6 @@
 """Latent inversion on an MNIST generator trained with ga-gan, end to end.
 
-1. trains the generator (``ga-gan train --config configs/mnist.toml``) unless the run folder
+1. trains the generator (``ga-gan train --config ga_gan/configs/mnist.toml``) unless the run folder
    already holds a checkpoint at the requested step;
 2. writes two target sets as PNGs: images the generator itself made from known latents, and
    held-out MNIST test digits (never seen in training: the run trains on the train split);
@@ -49,7 +49,7 @@ def parse_args(argv=None):
 
 def train_if_needed(run: Path, steps: int) -> tuple[float | None, str]:
     """Train unless a checkpoint at ``steps`` exists; returns (wall seconds or None, command)."""
-    cmd = ["train", "--config", "configs/mnist.toml", "--steps", str(steps),
+    cmd = ["train", "--config", "ga_gan/configs/mnist.toml", "--steps", str(steps),
            "--set", "log.eval_every=0", "--out", str(run), "--no-progress"]
     text = "ga-gan " + " ".join(cmd)
     meta = run / "metrics.jsonl"
@@ -255,7 +255,7 @@ def write_report(args, results, total_s):
         "",
         "## Setup",
         "",
-        "- Generator: the MNIST MLP of `configs/mnist.toml` (z 64 -> 64-128-256 -> 784, "
+        "- Generator: the MNIST MLP of `ga_gan/configs/mnist.toml` (z 64 -> 64-128-256 -> 784, "
         "width 0.25, BatchNorm, 247k parameters) trained with Adam; inversion runs it in eval "
         "mode (running BatchNorm statistics).",
         f"- Targets: {args.n} images the generator made from known latents z ~ N(0, I) "

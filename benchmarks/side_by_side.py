@@ -80,15 +80,15 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     # (rates by Runner method, or by --methods name where that differs: the hybrids)
-    "digits": DatasetSpec("configs/digits.toml", 60, {},
+    "digits": DatasetSpec("ga_gan/configs/digits.toml", 60, {},
                           {"train": 1000, "evolve": 20, "evolve-lowrank": 40, "hybrid-egan": 250,
                            "hybrid-adam-d": 45, "hybrid-lamarck": 25},
                           points=60),  # 64-d pixel FD: cheap, and Adam moves in seconds
-    "mnist": DatasetSpec("configs/mnist.toml", 180, {},
+    "mnist": DatasetSpec("ga_gan/configs/mnist.toml", 180, {},
                          {"train": 75, "evolve": 0.8, "evolve-lowrank": 4, "hybrid-egan": 55,
                           "hybrid-adam-d": 3.5,
                           "hybrid-lamarck": 1.8}, points=12),
-    "anime": DatasetSpec("configs/anime-cpu.toml", 600, {"data.limit": 2000},
+    "anime": DatasetSpec("ga_gan/configs/anime-cpu.toml", 600, {"data.limit": 2000},
                          {"train": 5, "evolve": 2}, points=12),
 }
 

@@ -13,9 +13,13 @@ from pathlib import Path
 from ga_gan.errors import UserError
 from ga_gan.invert.command import add_invert_parser, cmd_invert
 
+# Named configs (`--config mnist`) ship inside the package.
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
 
 def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
-    p.add_argument("--config", help="TOML config file (or a name in ./configs/, e.g. 'mnist')")
+    p.add_argument("--config", help="TOML config file, or a shipped config's name: "
+                                    "digits, mnist, anime, anime-cpu")
     p.add_argument("--data", metavar="KIND:PATH",
                    help="digits | mnist:DIR | cifar:DIR | folder:DIR (default: digits)")
     p.add_argument(steps_flag, type=int, dest="steps", metavar="N",
@@ -71,10 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_path(name: str) -> Path:
+    """A TOML path as given, else a name: ./configs/NAME.toml, then the configs shipped in the
+    package (so `--config mnist` works from any folder after a plain `pip install`)."""
     p = Path(name)
-    if p.suffix != ".toml" and not p.exists() and (Path("configs") / f"{name}.toml").exists():
-        return Path("configs") / f"{name}.toml"
-    return p
+    if p.suffix == ".toml" or p.exists():
+        return p
+    local = Path("configs") / f"{name}.toml"
+    if local.is_file():
+        return local
+    packaged = PACKAGED_CONFIGS / f"{name}.toml"
+    return packaged if packaged.is_file() else p
 
 
 def resolve_config(args: argparse.Namespace):

@@ -105,7 +105,7 @@ def test_evolve_then_sample_png_and_npz(tmp_path, capsys):
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="../shared/data/mnist not present")
 def test_evolve_on_real_mnist(tmp_path):
     out = tmp_path / "mnist"
-    assert main(["evolve", "--config", "configs/mnist.toml", "--data", f"mnist:{SHARED / 'mnist'}",
+    assert main(["evolve", "--config", "ga_gan/configs/mnist.toml", "--data", f"mnist:{SHARED / 'mnist'}",
                  "--generations", "3", "--pop", "4", "--out", str(out), "--set", "data.limit=2000",
                  "--set", "model.width=0.0625", *QUICK[:5]]) == 0
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -116,7 +116,7 @@ def test_evolve_on_real_mnist(tmp_path):
                     reason="../shared/data/anime-faces-64 not present")
 def test_evolve_on_real_anime_faces(tmp_path):
     out = tmp_path / "anime"
-    assert main(["evolve", "--config", "configs/anime-cpu.toml",
+    assert main(["evolve", "--config", "ga_gan/configs/anime-cpu.toml",
                  "--data", f"folder:{SHARED / 'anime-faces-64'}", "--generations", "2",
                  "--pop", "4", "--out", str(out), "--set", "data.limit=200",
                  "--set", "model.width=0.0625", "--set", "evolve.batch=8", *QUICK[:5]]) == 0
