@@ -6,15 +6,29 @@ restored into the exact structure of a freshly initialised state, so classes com
 were. orbax commits a step atomically (it writes to a temporary folder and renames it), so a
 save killed half way is never listed as the latest step. The directory may be any path orbax
 accepts, `gs://bucket/run/checkpoints` included.
+
+Each step's meta record carries `checksum`, a SHA-256 of the state's leaves (dtype, shape and
+bytes), checked on restore: flipped or truncated data is caught instead of trained on.
+`restore_newest_intact` walks back from the newest step to the first one that restores, matches
+its checksum and holds no NaN. Async saves and a kill: the save of step N runs while training
+goes on, and the save of N + every waits for it to commit, so the newest committed step is at
+most two intervals behind the generation a kill -9 interrupts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
+import re
+import shutil
 import sys
+import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from ga_gan.errors import UserError
@@ -39,9 +53,13 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
     def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
         if step in self.manager.all_steps():
             return False  # already saved at this step (e.g. interval and final save coincide)
+        meta = {**meta, "checksum": state_digest(state)}
         return self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
 
@@ -60,12 +78,67 @@ class Checkpointer:
             raise UserError(f"no complete checkpoint in {self.directory}")
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
         try:
-            out = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+            with _quiet_failed_reads():
+                out = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
         except Exception as e:
             raise UserError(f"cannot restore checkpoint {step} in {self.directory} into this "
                             f"run's state: {_first_line(e)}") from e
-        return out["state"], dict(out["meta"])
+        state, meta = out["state"], dict(out["meta"])
+        stored = meta.get("checksum")  # absent in checkpoints written before checksums
+        if stored is not None and stored != state_digest(state):
+            raise UserError(f"checkpoint {step} in {self.directory} fails its checksum "
+                            f"(its data changed after it was written)")
+        return state, meta
+
+    def restore_newest_intact(self, abstract_state: Any, check=lambda meta: None, log=print):
+        """(step, state, meta) of the newest step that reads, restores, matches its checksum
+        and holds no NaN. `check(meta)` may refuse a readable step (a UserError that is raised,
+        not taken for damage). Each newer damaged step is reported in one line and set aside,
+        so a later save at that step is not skipped. None when there is no step at all."""
+        steps = self.all_steps()
+        while steps:
+            step = steps.pop()
+            try:
+                meta = self.read_meta(step)
+            except UserError as e:
+                self._damaged(step, e, steps, log)
+                continue
+            check(meta)
+            try:
+                state, meta = self.restore(abstract_state, step)
+                if _has_nan(state):
+                    raise UserError("its state holds NaN")
+            except UserError as e:
+                self._damaged(step, e, steps, log)
+                continue
+            return step, state, meta
+        return None
+
+    def _damaged(self, step: int, error: UserError, older: list[int], log) -> None:
+        reason = re.sub(rf"^(cannot \w+ )?checkpoint {step} in \S+( into this run's state)?:? ?",
+                        "", str(error)) or str(error)
+        if not older:
+            raise UserError(f"no intact checkpoint in {self.directory}: generation {step} is "
+                            f"damaged ({reason}); pass --restart to start over") from None
+        log(f"warning: checkpoint at generation {step} is damaged ({reason}); resuming from "
+            f"generation {older[-1]} (the damaged one is set aside)")
+        self.set_aside(step)
+
+    def set_aside(self, step: int) -> None:
+        """Move a damaged step out of the way (local folders: kept as `<step>.damaged` for
+        inspection; elsewhere deleted)."""
+        if "://" in self.directory:
+            self.manager.delete(step)
+        else:
+            src = os.path.join(self.directory, str(step))
+            dst = src + ".damaged"
+            shutil.rmtree(dst, ignore_errors=True)
+            try:
+                os.replace(src, dst)
+            except FileNotFoundError:  # another process of a --distributed run moved it
+                pass
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -83,9 +156,67 @@ class Checkpointer:
                   file=sys.stderr)
 
 
+def state_digest(tree: Any) -> str:
+    """SHA-256 over every leaf's dtype, shape and bytes (PRNG keys through their key data)."""
+    h = hashlib.sha256()
+    for x in jax.tree.leaves(tree):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_data(0)  # a replicated global array: this process's copy
+        a = np.ascontiguousarray(np.asarray(x))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _has_nan(tree: Any) -> bool:
+    for x in jax.tree.leaves(tree):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            continue
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_data(0)
+        a = np.asarray(x)
+        if np.issubdtype(a.dtype, np.inexact) and np.isnan(a).any():
+            return True
+    return False
+
+
 def _first_line(e: BaseException) -> str:
+    """An exception's first line, shortened: a TensorStore error keeps its status code and its
+    innermost cause, without the file specs and JSON dumps in between."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    line = text.splitlines()[0] if text else type(e).__name__
+    line = re.sub(r"\s*\[source locations=.*", "", line)
+    line = re.sub(r"\s*\[tensorstore_spec=.*?\]|\{.*\}", "", line)
+    code = re.match(r"^([A-Z][A-Z_]+): ", line)
+    if code and ": " in line[code.end():]:
+        line = f"{code.group(1)}: {line.rsplit(': ', 1)[1]}"
+    return line[:200]
+
+
+# The lines of those tracebacks (several threads print them at once, interleaved).
+_LOOP_CLOSED = re.compile(r"Traceback \(most recent call last\):|  File .*asyncio/base_events\.py.*"
+                          r"|    self\._check_closed\(\)|    raise RuntimeError\('Event loop is "
+                          r"closed'\)|RuntimeError: Event loop is closed|\s*\^+\s*")
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+    """A failed restore leaves TensorStore reads in flight that call back into orbax's closed
+    event loop and print "Event loop is closed" tracebacks: drop those, keep anything else."""
+    buffer, real = io.StringIO(), sys.stderr
+    try:
+        with contextlib.redirect_stderr(buffer):
+            try:
+                yield
+            except Exception:
+                time.sleep(0.2)  # let the stray callbacks land while redirected
+                raise
+    finally:
+        rest = [line for line in buffer.getvalue().splitlines(keepends=True)
+                if not _LOOP_CLOSED.fullmatch(line.rstrip("\n"))]
+        real.write("".join(rest))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

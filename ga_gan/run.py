@@ -31,8 +31,10 @@ from ga_gan.gan import GAN, make_gan, strong_types
 from ga_gan.images import grid, save_png
 from ga_gan.interrupt import StopOnSignal
 from ga_gan.progress import Progress
+from ga_gan.runlock import RunLock
 from ga_gan.runlog import RunLog
 from ga_gan.sample import sample_images
+from ga_gan.validate import validate_config, writable_dir
 
 # Keys that measure the wall clock; everything else in metrics.jsonl is deterministic.
 TIMING_KEYS = ("time_s",)
@@ -107,11 +109,20 @@ class Runner:
         self.cfg, self.method_name, self.log = cfg, method_name, log
         self.out = Path(cfg.out)
         self.primary = jax.process_index() == 0
-        self.dataset = dataset if dataset is not None else load_data(cfg, log)
-        self.gan = make_gan(cfg.model)
-        self.method = build_method(method_name, self.gan, cfg)
-        self.total = total_steps(method_name, cfg)
-        self.resume_step = self._prepare_folder(restart)
+        validate_config(cfg, method_name)  # before any work: bad values, unwritable --out
+        self.lock = RunLock(self.out)
+        if self.primary:  # one writer per run folder (with --distributed: process 0 writes)
+            writable_dir(self.out, "--out")
+            self.lock.acquire()
+        try:
+            self.dataset = dataset if dataset is not None else load_data(cfg, log)
+            self.gan = make_gan(cfg.model)
+            self.method = build_method(method_name, self.gan, cfg)
+            self.total = total_steps(method_name, cfg)
+            self.resume_step = self._prepare_folder(restart)
+        except BaseException:
+            self.lock.release(remove_created=True)
+            raise
         log(f"data {self.dataset.name}: {len(self.dataset.images):,} images "
             f"{self.dataset.images.shape[1:]}; G {self.gan.g_size:,} params, "
             f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
@@ -139,21 +150,35 @@ class Runner:
             raise
 
     def _check_resume(self) -> int | None:
+        """The step to resume from: the newest intact checkpoint (damaged newer ones are
+        reported and set aside), restored here into `self._restored`."""
+        self._restored = None
         step = self.ckpt.latest_step()
         if step is None:
             if (self.out / "metrics.jsonl").exists() and (self.out / "metrics.jsonl").stat().st_size:
                 raise UserError(f"{self.out} holds a run without a complete checkpoint; "
                                 f"pass --restart to overwrite it or choose another --out")
             return None
-        meta = self.ckpt.read_meta(step)
-        if meta.get("method") != self.method_name:
-            raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
-                            f"'{self.method_name}'; choose another --out or pass --restart")
-        why = config_mismatch(_with_defaults(meta.get("config", {})), to_dict(self.cfg))
-        if why:
-            raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
+
+        def check(meta: dict) -> None:
+            if meta.get("method") != self.method_name:
+                raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
+                                f"'{self.method_name}'; choose another --out or pass --restart")
+            why = config_mismatch(_with_defaults(meta.get("config", {})), to_dict(self.cfg))
+            if why:
+                raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
+
+        warn = (lambda m: print(m, file=sys.stderr)) if self.primary else (lambda m: None)
+        step, *self._restored = self.ckpt.restore_newest_intact(self._abstract_state(), check, warn)
         self.log(f"resuming {self.out} from its checkpoint at generation {step}")
         return step
+
+    def _abstract_state(self):
+        abstract = jax.eval_shape(self.method.init, jax.random.key(self.cfg.seed))
+        if distributed.population_mesh() is not None:
+            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+                a.shape, a.dtype, sharding=distributed.replicated()), abstract)
+        return abstract
 
     # --- compiled pieces --------------------------------------------------------------------
     def _chunk(self, n: int) -> Callable:
@@ -220,6 +245,19 @@ class Runner:
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> RunResult:
+        """The loop; a write that fails (full disk, folder made read-only) ends it with one
+        line, keeping the checkpoints and metrics written before. The lock goes with it."""
+        try:
+            return self._loop()
+        except OSError as e:
+            self.ckpt.close(quiet=True)
+            raise UserError(f"cannot write {e.filename or self.out}: {e.strerror or e}; the run "
+                            f"stopped, its checkpoints and metrics so far are kept (resume with "
+                            f"ga-gan {self.method_name} --resume {self.out})") from None
+        finally:
+            self.lock.release()
+
+    def _loop(self) -> RunResult:
         cfg, log = self.cfg, self.log
         key = jax.random.key(cfg.seed)
         time_offset = 0.0
@@ -229,12 +267,9 @@ class Runner:
         elif self.resume_step is None:  # a global state, replicated over every device
             state = jax.jit(lambda k: strong_types(self.method.init(k)),
                             out_shardings=distributed.replicated())(distributed.replicate(key))
-        else:  # restored into the structure (and classes) of a fresh state; init is not run
-            abstract = jax.eval_shape(self.method.init, key)
-            if mesh is not None:
-                abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-                    a.shape, a.dtype, sharding=distributed.replicated()), abstract)
-            state, meta = self.ckpt.restore(abstract, self.resume_step)
+        else:  # restored (by _check_resume) into the structure and classes of a fresh state
+            state, meta = self._restored
+            self._restored = None
             if mesh is None:
                 state = strong_types(uncommitted(state))
             else:  # as a fresh run's state: global, replicated, strongly typed

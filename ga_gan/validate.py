@@ -1,0 +1,106 @@
+"""Checks at the edge: every config value and output path is refused before any work starts.
+
+`validate_config` runs once on a resolved `RunConfig` (after the file, the flags and `--set`),
+so a zero batch or a negative generation count is one `error:` line instead of a
+ZeroDivisionError minutes later, or a run folder holding "nothing to do". `writable_dir` and
+`writable_file` try the real thing (create a probe file) rather than `os.access`, which says yes
+to root even on /proc.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from ga_gan.errors import UserError
+
+SEED_MAX = 2**32 - 1  # jax.random.key takes a uint32-sized seed; larger ones overflow
+
+# (dotted key, flag that sets it or None, smallest allowed value)
+_COUNTS = {
+    "evolve": [("evolve.generations", "--generations", 1), ("evolve.batch", None, 1),
+               ("evolve.g.pop", "--pop/--pop-g", 2), ("evolve.d.pop", "--pop/--pop-d", 2),
+               ("evolve.g.rank", "--rank", 1), ("evolve.d.rank", "--rank", 1),
+               ("evolve.g.chunk", None, 0), ("evolve.d.chunk", None, 0),
+               ("evolve.hybrid.k", None, 0), ("evolve.hybrid.k_d", None, 0),
+               ("evolve.hybrid.mu", None, 1)],
+    "train": [("train.steps", "--steps", 1), ("train.batch", None, 1), ("train.d_steps", None, 1)],
+    "any": [("log.every", None, 1), ("log.image_every", None, 0), ("log.eval_every", None, 0),
+            ("log.fd_samples", None, 2), ("log.checkpoint_every", None, 0),
+            ("log.max_to_keep", None, 1), ("log.steps_per_call", None, 1),
+            ("model.latent_dim", None, 1)],
+}
+FD_NAMES = ("pixels", "classifier", "inception")
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def check_seed(seed, flag: str = "--seed") -> int:
+    """Seeds are unsigned 32-bit integers (0 .. 4294967295)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise UserError(f"{flag} must be an integer from 0 to {SEED_MAX}, got {seed}")
+    return seed
+
+
+def validate_config(cfg, method: str) -> None:
+    """Refuse values no run can use, naming the key (and the flag that sets it)."""
+    check_seed(cfg.seed, "seed (--seed)")
+    for key, flag, low in _COUNTS.get(method, []) + _COUNTS["any"]:
+        value = _get(cfg, key)
+        if value < low:
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            name = f"{key} ({flag})" if flag else key
+            raise UserError(f"{name} must be {what}, got {value}")
+    tb = cfg.time_budget
+    if tb is not None and not tb > 0:  # also refuses NaN
+        raise UserError(f"time_budget (--time-budget) must be a positive number of seconds, "
+                        f"got {tb:g}")
+    if not (cfg.model.width > 0 and math.isfinite(cfg.model.width)):
+        raise UserError(f"model.width must be a positive number, got {cfg.model.width:g}")
+    unknown = [n for n in cfg.log.fd if n not in FD_NAMES]
+    if unknown:
+        raise UserError(f"unknown log.fd {', '.join(unknown)}; choose from {', '.join(FD_NAMES)}")
+    if "://" not in (cfg.checkpoint_dir or "") and cfg.checkpoint_dir is not None:
+        writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
+
+
+def writable_dir(path, flag: str = "--out") -> Path:
+    """`path` is, or can be made, a folder we can write in. Leaves nothing behind."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    created = []
+    try:
+        missing = path
+        while not missing.exists():
+            created.append(missing)
+            missing = missing.parent
+        for p in reversed(created):
+            p.mkdir()
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".ga-gan-probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"cannot write to {flag} {path}: {e.strerror or e}") from None
+    finally:
+        for p in created:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+    return path
+
+
+def writable_file(path, flag: str = "--out") -> Path:
+    """`path` can be written as a file: not an existing folder, in a writable folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    writable_dir(path.parent, f"{flag}'s folder")
+    return path
