@@ -17,6 +17,14 @@ from ga_gan.invert.command import add_invert_parser, cmd_invert
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one `error:` line (usage stays on --help), like every other
+    bad input."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
 def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
     p.add_argument("--config", help="TOML config file, or a shipped config's name: "
                                     "digits, mnist, anime, anime-cpu")
@@ -45,7 +53,7 @@ def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ga-gan", description=__doc__.splitlines()[0])
+    parser = Parser(prog="ga-gan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evolve", help="evolve G and D populations with evosax (no backprop)")
@@ -71,7 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", required=True, metavar="FILE", help=".png grid or .npz array")
 
     add_invert_parser(sub)
+    sub.add_parser("configs", help="list the named configs --config NAME accepts")
     return parser
+
+
+def named_configs() -> dict[str, Path]:
+    """NAME -> TOML file for `--config NAME`: the package's configs, overridden by ./configs."""
+    found = {p.stem: p for p in sorted(PACKAGED_CONFIGS.glob("*.toml"))}
+    local = Path("configs")
+    if local.is_dir():
+        found.update({p.stem: p for p in sorted(local.glob("*.toml"))})
+    return dict(sorted(found.items()))
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    """One line per named config: name, file, and the first line of its header comment."""
+    for name, path in named_configs().items():
+        first = next((line.lstrip("# ").strip() for line in path.read_text(errors="replace")
+                      .splitlines() if line.startswith("#")), "")
+        print(f"{name:<10} {path}  {first}")
+    return 0
 
 
 def _config_path(name: str) -> Path:
@@ -126,6 +153,10 @@ def resolve_config(args: argparse.Namespace):
             over.setdefault("evolve.mode", "hybrid")
     over.update(parse_set(args.set))
     cfg = apply_overrides(cfg, over)
+    if method == "evolve" and args.rank is not None and "lowrank_es" not in (
+            n.lower().replace("-", "_") for n in (cfg.evolve.g.name, cfg.evolve.d.name)):
+        raise UserError(f"--rank applies to --strategy lowrank_es only, not "
+                        f"'{cfg.evolve.g.name}'")
     if not args.resume and not args.out and cfg.out == "runs/default":
         kind = cfg.data.spec.split(":")[0]
         cfg = apply_overrides(cfg, {"out": f"runs/{method}-{kind}"})
@@ -162,9 +193,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        args = build_parser().parse_args(argv)
+        if args.command == "configs":
+            return cmd_configs(args)
         if args.command == "invert":
             return cmd_invert(args)
         if args.command == "sample":

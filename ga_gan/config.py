@@ -190,9 +190,14 @@ def load_config(path: str | Path | None) -> RunConfig:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {path} is not UTF-8 text (byte {e.start}: "
+                        f"{e.object[e.start:e.start + 1]!r})") from None
+    except OSError as e:
+        raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
     return from_dict(raw)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +34,21 @@ def grid(images: np.ndarray, *, cols: int | None = None, min_cell: int = 64,
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Save uint8 (H, W, C) as PNG (greyscale when C == 1), atomically."""
+    arr = image[..., 0] if image.shape[-1] == 1 else image
+    return write_atomically(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
+
+
+def write_atomically(path: str | Path, write) -> Path:
+    """`write(file)` into a temporary file beside `path`, then rename it over `path`; on any
+    failure the temporary file is removed, so readers see the old file or the new, nothing else."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = image[..., 0] if image.shape[-1] == 1 else image
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

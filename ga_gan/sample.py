@@ -18,7 +18,8 @@ from ga_gan.checkpoint import Checkpointer
 from ga_gan.errors import UserError
 from ga_gan.data import to_uint8
 from ga_gan.gan import GAN, make_gan
-from ga_gan.images import grid, save_png
+from ga_gan.images import grid, save_png, write_atomically
+from ga_gan.validate import check_seed, writable_file
 
 
 def load_generator(run_dir: str | Path):
@@ -47,13 +48,14 @@ def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Pa
         raise UserError(f"--out must end in .png or .npz, got {out}")
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
+    check_seed(seed)
+    writable_file(out)  # before the checkpoint is restored, not after
     gan, params, stats, *_ = load_generator(run_dir)
     images = sample_images(gan, params, stats, jax.random.key(seed), n)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         save_png(grid(images), out)
     else:
-        np.savez_compressed(out, images=images)
+        write_atomically(out, lambda f: np.savez_compressed(f, images=images))
     return out
 
 

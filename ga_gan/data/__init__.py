@@ -60,6 +60,8 @@ def load_dataset(
         log=log,
     )
     dataset = _conform(_SOURCES[kind].load(path, request), request)
+    if not len(dataset.images):
+        raise UserError(f"dataset {spec} holds no images")
     _, height, width, depth = dataset.images.shape
     log(f"dataset {dataset.name} ({split}): {len(dataset.images)} images, {height}x{width}x{depth}")
     return dataset

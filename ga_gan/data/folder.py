@@ -7,6 +7,7 @@ run on the same folder loads one array instead of decoding every file again.
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .dataset import Dataset, Request
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 DEFAULT_RESOLUTION = 64
 _PROGRESS_MIN_FILES = 2000
-_CACHE_FORMAT = 1  # bump when decoding changes, so stale caches are not reused
+_CACHE_FORMAT = 2  # bump when decoding changes, so stale caches are not reused
 _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -44,6 +45,32 @@ def list_images(directory: Path) -> list[str]:
     return sorted(found)
 
 
+def regular_files(directory: Path, relative_paths: list[str]) -> tuple[list[str], int]:
+    """The paths that are regular files (symlinks followed), and how many were not: symlink
+    loops, dangling links, FIFOs, sockets, devices. Never opened: opening a FIFO blocks."""
+    kept = []
+    for relative in relative_paths:
+        try:
+            if stat.S_ISREG(os.stat(os.path.join(directory, relative)).st_mode):
+                kept.append(relative)
+        except OSError:  # ELOOP, ENOENT (dangling), EACCES
+            pass
+    return kept, len(relative_paths) - len(kept)
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer and float greyscale ("I;16*", "I", "F") scaled to 8 bits by the value
+    range of its type (PIL's convert("L") clips them at 255: nearly white). Palette images with
+    transparency go through RGBA; LA, CMYK and the rest are left to PIL's convert."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        a = np.asarray(image, dtype=np.float64)
+        top = 1.0 if image.mode == "F" and a.max() <= 1.0 else (255 if a.max() <= 255 else 65535)
+        return Image.fromarray(np.clip(np.rint(a * (255 / top)), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA")  # what PIL asks for (it warns on a direct convert)
+    return image
+
+
 def decode(path: str, resolution: int, mode: str) -> np.ndarray | None:
     """One file -> (resolution, resolution, C) uint8, or None if it cannot be read.
 
@@ -52,7 +79,7 @@ def decode(path: str, resolution: int, mode: str) -> np.ndarray | None:
     try:
         with Image.open(path) as image:
             image.draft(None, (resolution, resolution))  # JPEG: decode at a reduced scale when much larger
-            image = image.convert(mode)
+            image = to_8bit(image).convert(mode)
     except _UNREADABLE:
         return None
     width, height = image.size
@@ -117,7 +144,11 @@ def load(path: Path, request: Request) -> Dataset:
     if not path.is_dir():
         raise UserError(f"image folder not found: {path}")
     directory = path.resolve()
-    relative_paths = list_images(directory)[: request.limit]
+    relative_paths, special = regular_files(directory, list_images(directory))
+    relative_paths = relative_paths[: request.limit]
+    if special:
+        request.log(f"skipped {special} image names in {path} that are not regular files "
+                    f"(symlink loops, dangling links, FIFOs, devices)")
     if not relative_paths:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise UserError(f"no image files ({suffixes}) found in {path}")
@@ -129,4 +160,5 @@ def load(path: Path, request: Request) -> Dataset:
         request.log(f"skipped {skipped} unreadable images in {path}")
     if not len(images):
         raise UserError(f"none of the {len(relative_paths)} image files in {path} could be read")
-    return Dataset(images=images, labels=None, name=f"folder:{directory.name}", skipped=skipped)
+    return Dataset(images=images, labels=None, name=f"folder:{directory.name}",
+                   skipped=skipped + special)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def parse_idx(data: bytes, expected_magic: int, path: Path) -> np.ndarray:
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
         raise UserError(f"IDX file {path} is truncated (header needs {header_size} bytes, got {len(data)})")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected_size = header_size + int(np.prod(dims))
+    # Python ints: np.prod of dims such as 2**31 x 2**31 x 4 would overflow int64 and pass.
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if 0 in dims:
+        raise UserError(f"IDX file {path} holds no data (dims {dims})")
+    expected_size = header_size + math.prod(dims)
     if len(data) != expected_size:
         problem = "truncated" if len(data) < expected_size else "longer than its header says"
         raise UserError(f"IDX file {path} is {problem}: dims {dims} need {expected_size} bytes, got {len(data)}")

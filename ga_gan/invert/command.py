@@ -72,10 +72,10 @@ def invert_run(
                         f"(got {feature_weight} and {prior_weight})")
     from ga_gan.invert.strategies import resolve_strategy
     resolve_strategy(strategy)
+    from ga_gan.validate import check_seed, writable_dir
+    check_seed(seed)
     target_files = _target_files(target, targets)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out must be a folder, but {out} is a file")
+    out = writable_dir(out, "--out")  # before the search, so its result cannot be lost
 
     gan, g_params, g_stats, cfg, state, method = _load_run(run_dir)
     res, ch = cfg.model.resolution, cfg.model.channels
