@@ -292,8 +292,13 @@ def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(runs):
     # data for K_STALL was written but never committed: its tmp folder is left, ignored
     assert f"{K_STALL}.orbax-checkpoint-tmp" in facts["K_dirs"]
     assert str(K_STALL) not in facts["K_dirs"]
-    assert facts["K_latest"] == K_STALL - K_EVERY  # at most one interval lost
+    # The documented bound (README, checkpoint.py): the save at K_STALL was in flight, the loop
+    # ran on to the next save (K_STALL + K_EVERY), which waits for it to commit; killed there,
+    # the newest committed step is two intervals behind the metrics: at most 2 x every lost.
+    # (The loop blocks at K_STALL + K_EVERY, so the kill normally lands there: exactly 2 x.)
+    assert facts["K_latest"] == K_STALL - K_EVERY
     assert facts["K_generations"][-1] >= K_STALL  # metrics had run past the checkpoint
+    assert facts["K_generations"][-1] - facts["K_latest"] <= 2 * K_EVERY
     assert k2.rc == 0, k2.describe()
     assert f"from its checkpoint at generation {K_STALL - K_EVERY}" in k2.stdout
     assert not [p for p in (runs["K"] / "checkpoints").iterdir() if "tmp" in p.name]
@@ -317,7 +322,8 @@ def _snapshot(run: Path) -> tuple:
 
 def _files(run: Path) -> dict:
     return {str(p.relative_to(run)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(run.rglob("*")) if p.is_file() and p.name != "config.json"}
+            for p in sorted(run.rglob("*")) if p.is_file()
+            and p.name not in ("config.json", ".ga-gan.lock")}  # the lock records its holder
 
 
 def test_resuming_a_finished_run_changes_nothing(runs, capsys):
