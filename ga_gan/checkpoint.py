@@ -184,15 +184,14 @@ def _has_nan(tree: Any) -> bool:
 
 def _first_line(e: BaseException) -> str:
     """An exception's first line, shortened: a TensorStore error keeps its status code and its
-    innermost cause, without the file specs and JSON dumps in between."""
+    innermost cause (after the last quoted file name), without the spec it dumps."""
     text = str(e).strip()
     line = text.splitlines()[0] if text else type(e).__name__
-    line = re.sub(r"\s*\[source locations=.*", "", line)
-    line = re.sub(r"\s*\[tensorstore_spec=.*?\]|\{.*\}", "", line)
+    line = re.sub(r"\s*\[(source locations|tensorstore_spec)=.*", "", line)
     code = re.match(r"^([A-Z][A-Z_]+): ", line)
-    if code and ": " in line[code.end():]:
-        line = f"{code.group(1)}: {line.rsplit(': ', 1)[1]}"
-    return line[:200]
+    if '": ' in line:
+        line = (f"{code.group(1)}: " if code else "") + line.rsplit('": ', 1)[1]
+    return line[:160]
 
 
 # The lines of those tracebacks (several threads print them at once, interleaved).

@@ -117,10 +117,11 @@ def _config_path(name: str) -> Path:
 def resolve_config(args: argparse.Namespace):
     """Config file (or the resumed run's own config), then flags, then --set overrides."""
     from ga_gan.config import apply_overrides, load_config, parse_set
-    from ga_gan.run import load_run_config
+    from ga_gan.validate import validate_config
 
     method = args.command
     if args.resume:
+        from ga_gan.run import load_run_config
         cfg, saved_method = load_run_config(args.resume)
         if saved_method != method:
             raise UserError(f"{args.resume} is a '{saved_method}' run; use ga-gan {saved_method}")
@@ -162,6 +163,7 @@ def resolve_config(args: argparse.Namespace):
         cfg = apply_overrides(cfg, {"out": f"runs/{method}-{kind}"})
     elif args.out and not args.resume:
         cfg = apply_overrides(cfg, {"out": args.out})
+    validate_config(cfg, method)
     return cfg
 
 
@@ -171,9 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     elif getattr(args, "coordinator", None) or getattr(args, "num_processes", None):
         raise UserError("--coordinator/--num-processes/--process-id need --distributed")
+    cfg = resolve_config(args)  # before importing JAX: a bad value fails in a blink
     import jax
     from ga_gan.run import Runner
-    cfg = resolve_config(args)
     primary = jax.process_index() == 0
     log = print if primary else (lambda *a, **k: None)
     result = Runner(cfg, args.command, restart=args.restart, log=log).run()

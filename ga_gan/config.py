@@ -21,7 +21,20 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ga_gan.errors import UserError
-from ga_gan.models import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The G/D networks (`ga_gan.models` builds them; kept here so configs load without JAX)."""
+
+    name: str = "mlp"  # "mlp" | "dcgan" | "upsample"
+    resolution: int = 8  # output H = W
+    channels: int = 1  # 1 or 3
+    latent_dim: int = 32
+    width: float = 1.0  # multiplier on every hidden width / channel count (round, min 1)
+    g_hidden: tuple[int, ...] = (256, 512, 1024)  # mlp only (before the width multiplier)
+    d_hidden: tuple[int, ...] = (1024, 512, 256)  # mlp only
+    norm: str = "batch"  # "batch" | "none"
 
 
 @dataclass

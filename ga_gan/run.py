@@ -34,7 +34,7 @@ from ga_gan.progress import Progress
 from ga_gan.runlock import RunLock
 from ga_gan.runlog import RunLog
 from ga_gan.sample import sample_images
-from ga_gan.validate import validate_config, writable_dir
+from ga_gan.validate import validate_config
 
 # Keys that measure the wall clock; everything else in metrics.jsonl is deterministic.
 TIMING_KEYS = ("time_s",)
@@ -112,7 +112,6 @@ class Runner:
         validate_config(cfg, method_name)  # before any work: bad values, unwritable --out
         self.lock = RunLock(self.out)
         if self.primary:  # one writer per run folder (with --distributed: process 0 writes)
-            writable_dir(self.out, "--out")
             self.lock.acquire()
         try:
             self.dataset = dataset if dataset is not None else load_data(cfg, log)

@@ -49,7 +49,8 @@ def check_seed(seed, flag: str = "--seed") -> int:
 
 
 def validate_config(cfg, method: str) -> None:
-    """Refuse values no run can use, naming the key (and the flag that sets it)."""
+    """Refuse values no run can use, naming the key (and the flag that sets it), and output
+    folders that cannot be written. Needs no JAX, so the CLI calls it before importing it."""
     check_seed(cfg.seed, "seed (--seed)")
     for key, flag, low in _COUNTS.get(method, []) + _COUNTS["any"]:
         value = _get(cfg, key)
@@ -66,6 +67,7 @@ def validate_config(cfg, method: str) -> None:
     unknown = [n for n in cfg.log.fd if n not in FD_NAMES]
     if unknown:
         raise UserError(f"unknown log.fd {', '.join(unknown)}; choose from {', '.join(FD_NAMES)}")
+    writable_dir(cfg.out, "--out")
     if "://" not in (cfg.checkpoint_dir or "") and cfg.checkpoint_dir is not None:
         writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
 

@@ -330,10 +330,14 @@ def test_wheel_ships_the_configs(tmp_path):
     """`pip install .` (not editable) carries ga_gan/configs/*.toml inside the wheel."""
     import zipfile
     pytest.importorskip("setuptools", minversion="77")  # SPDX license string
-    root = Path(__file__).resolve().parents[1]
+    root, src = Path(__file__).resolve().parents[1], tmp_path / "src"
+    src.mkdir()  # a copy, so the build leaves no build/ or egg-info in the checkout
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "ga_gan", src / "ga_gan", ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                           "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
-                          capture_output=True, text=True, timeout=300)
+                           "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("ga_gan-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -9,7 +9,6 @@ Initialisation is DCGAN-style; see ``layers``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
@@ -17,24 +16,13 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ..config import ModelConfig  # lives with the other configs: reading one needs no JAX
 from ..errors import UserError
 from .conv import ConvDiscriminator, DCGANGenerator, UpsampleGenerator
 from .layers import scaled
 from .mlp import MLPDiscriminator, MLPGenerator
 
 __all__ = ["ModelConfig", "MODELS", "build_gan", "init_gan", "count_params"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    name: str = "mlp"  # "mlp" | "dcgan" | "upsample"
-    resolution: int = 8  # output H = W
-    channels: int = 1  # 1 or 3
-    latent_dim: int = 32
-    width: float = 1.0  # multiplier on every hidden width / channel count (round, min 1)
-    g_hidden: tuple[int, ...] = (256, 512, 1024)  # mlp only (before the width multiplier)
-    d_hidden: tuple[int, ...] = (1024, 512, 256)  # mlp only
-    norm: str = "batch"  # "batch" | "none"
 
 
 def _doublings(resolution: int) -> int | None:
