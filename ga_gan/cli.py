@@ -127,9 +127,9 @@ def resolve_config(args: argparse.Namespace):
             raise UserError(f"{args.resume} is a '{saved_method}' run; use ga-gan {saved_method}")
         over = {"out": args.resume}
     else:
-        cfg = load_config(_config_path(args.config) if args.config else None)
+        cfg = load_config(None if args.config is None else _config_path(args.config))
         over = {}
-    if args.data:
+    if args.data is not None:
         over["data.spec"] = args.data
     if args.seed is not None:
         over["seed"] = args.seed
@@ -143,13 +143,13 @@ def resolve_config(args: argparse.Namespace):
         for role, val in (("g", args.pop_g or args.pop), ("d", args.pop_d or args.pop)):
             if val is not None:
                 over[f"evolve.{role}.pop"] = val
-        if args.strategy:
+        if args.strategy is not None:
             over["evolve.g.name"] = over["evolve.d.name"] = args.strategy
         if getattr(args, "rank", None) is not None:
             over["evolve.g.rank"] = over["evolve.d.rank"] = args.rank
-        if args.mode:
+        if args.mode is not None:
             over["evolve.mode"] = args.mode
-        if args.hybrid:
+        if args.hybrid is not None:
             over["evolve.hybrid.variant"] = args.hybrid
             over.setdefault("evolve.mode", "hybrid")
     over.update(parse_set(args.set))

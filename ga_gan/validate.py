@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ga_gan.errors import UserError
 
-SEED_MAX = 2**32 - 1  # jax.random.key takes a uint32-sized seed; larger ones overflow
+SEED_MAX = 2**32 - 1
+INT32_MAX = 2**31 - 1  # jax.random.key takes a uint32-sized seed; larger ones overflow
 
 # (dotted key, flag that sets it or None, smallest allowed value)
 _COUNTS = {
@@ -54,6 +55,8 @@ def validate_config(cfg, method: str) -> None:
     check_seed(cfg.seed, "seed (--seed)")
     for key, flag, low in _COUNTS.get(method, []) + _COUNTS["any"]:
         value = _get(cfg, key)
+        if value > INT32_MAX:  # JAX counts in int32
+            raise UserError(f"{key} is {value}, more than {INT32_MAX}")
         if value < low:
             what = "a positive integer" if low == 1 else f"an integer >= {low}"
             name = f"{key} ({flag})" if flag else key
