@@ -188,6 +188,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from ga_gan.validate import check_seed, writable_file
+    check_seed(args.seed)  # before JAX is imported (sample_run checks again, for library calls)
+    writable_file(args.out)
     from ga_gan.sample import sample_run
     path = sample_run(args.run, n=args.n, seed=args.seed, out=args.out)
     print(f"wrote {args.n} images to {path}")

@@ -77,6 +77,9 @@ class RunLock:
         os.close(self._fd)
         self._fd = None
 
+    def __del__(self):  # a Runner built but never run does not keep its folder locked
+        self.release()
+
 
 def _read(fd: int) -> dict:
     try:

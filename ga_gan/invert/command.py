@@ -70,12 +70,12 @@ def invert_run(
     if not feature_weight >= 0 or not prior_weight >= 0:  # also rejects NaN
         raise UserError(f"--feature-weight and --prior-weight must be >= 0 "
                         f"(got {feature_weight} and {prior_weight})")
-    from ga_gan.invert.strategies import resolve_strategy
-    resolve_strategy(strategy)
     from ga_gan.validate import check_seed, writable_dir
     check_seed(seed)
-    target_files = _target_files(target, targets)
     out = writable_dir(out, "--out")  # before the search, so its result cannot be lost
+    from ga_gan.invert.strategies import resolve_strategy
+    resolve_strategy(strategy)
+    target_files = _target_files(target, targets)
 
     gan, g_params, g_stats, cfg, state, method = _load_run(run_dir)
     res, ch = cfg.model.resolution, cfg.model.channels
