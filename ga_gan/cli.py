@@ -116,12 +116,11 @@ def _config_path(name: str) -> Path:
 
 def resolve_config(args: argparse.Namespace):
     """Config file (or the resumed run's own config), then flags, then --set overrides."""
-    from ga_gan.config import apply_overrides, load_config, parse_set
+    from ga_gan.config import apply_overrides, load_config, load_run_config, parse_set
     from ga_gan.validate import validate_config
 
     method = args.command
     if args.resume:
-        from ga_gan.run import load_run_config
         cfg, saved_method = load_run_config(args.resume)
         if saved_method != method:
             raise UserError(f"{args.resume} is a '{saved_method}' run; use ga-gan {saved_method}")

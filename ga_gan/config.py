@@ -235,3 +235,16 @@ def parse_set(items: list[str]) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
+    """The resolved config and method name stored in a run folder."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"not a ga-gan run folder (no config.json): {run_dir}")
+    try:
+        raw = json.loads(path.read_text())
+        return from_dict(raw["config"]), raw["method"]
+    except (ValueError, KeyError, TypeError) as e:  # someone else's config.json, or damaged
+        raise UserError(f"not a ga-gan run folder ({path} is not a ga-gan config: "
+                        f"{type(e).__name__}: {e})") from None

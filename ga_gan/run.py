@@ -10,7 +10,6 @@ uninterrupted one bit for bit.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -24,7 +23,7 @@ import numpy as np
 
 from ga_gan import __version__, distributed
 from ga_gan.checkpoint import Checkpointer, config_mismatch
-from ga_gan.config import RunConfig, to_dict
+from ga_gan.config import RunConfig, load_run_config, to_dict  # noqa: F401 (re-exported)
 from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
 from ga_gan.gan import GAN, make_gan, strong_types
@@ -65,20 +64,6 @@ def versions() -> dict:
             "optax": optax.__version__, "evosax": getattr(evosax, "__version__", "?"),
             "orbax_checkpoint": getattr(orbax.checkpoint, "__version__", "?"),
             "python": sys.version.split()[0], "backend": jax.default_backend()}
-
-
-def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
-    """The resolved config and method name stored in a run folder."""
-    from ga_gan.config import from_dict
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"not a ga-gan run folder (no config.json): {run_dir}")
-    try:
-        raw = json.loads(path.read_text())
-        return from_dict(raw["config"]), raw["method"]
-    except (ValueError, KeyError, TypeError) as e:  # someone else's config.json, or damaged
-        raise UserError(f"not a ga-gan run folder ({path} is not a ga-gan config: "
-                        f"{type(e).__name__}: {e})") from None
 
 
 def load_data(cfg: RunConfig, log: Callable = print) -> Dataset:
@@ -149,9 +134,7 @@ class Runner:
             raise
 
     def _check_resume(self) -> int | None:
-        """The step to resume from: the newest intact checkpoint (damaged newer ones are
-        reported and set aside), restored here into `self._restored`."""
-        self._restored = None
+        """The newest intact checkpoint's step, its (state, meta) restored into `_restored`."""
         step = self.ckpt.latest_step()
         if step is None:
             if (self.out / "metrics.jsonl").exists() and (self.out / "metrics.jsonl").stat().st_size:
@@ -159,7 +142,7 @@ class Runner:
                                 f"pass --restart to overwrite it or choose another --out")
             return None
 
-        def check(meta: dict) -> None:
+        def check(meta: dict) -> None:  # before a state is restored: refused, not "damaged"
             if meta.get("method") != self.method_name:
                 raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
                                 f"'{self.method_name}'; choose another --out or pass --restart")
@@ -168,16 +151,16 @@ class Runner:
                 raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
 
         warn = (lambda m: print(m, file=sys.stderr)) if self.primary else (lambda m: None)
-        step, *self._restored = self.ckpt.restore_newest_intact(self._abstract_state(), check, warn)
+        step, *self._restored = self.ckpt.restore_newest_intact(self._abstract_state(), check,
+                                                                warn)
         self.log(f"resuming {self.out} from its checkpoint at generation {step}")
         return step
 
     def _abstract_state(self):
         abstract = jax.eval_shape(self.method.init, jax.random.key(self.cfg.seed))
-        if distributed.population_mesh() is not None:
-            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-                a.shape, a.dtype, sharding=distributed.replicated()), abstract)
-        return abstract
+        sharding = distributed.replicated()  # several devices: global, replicated arrays
+        return abstract if sharding is None else jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
 
     # --- compiled pieces --------------------------------------------------------------------
     def _chunk(self, n: int) -> Callable:
@@ -244,8 +227,7 @@ class Runner:
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> RunResult:
-        """The loop; a write that fails (full disk, folder made read-only) ends it with one
-        line, keeping the checkpoints and metrics written before. The lock goes with it."""
+        """The loop; a failed write (full disk, read-only folder) ends it in one line."""
         try:
             return self._loop()
         except OSError as e:
@@ -268,7 +250,6 @@ class Runner:
                             out_shardings=distributed.replicated())(distributed.replicate(key))
         else:  # restored (by _check_resume) into the structure and classes of a fresh state
             state, meta = self._restored
-            self._restored = None
             if mesh is None:
                 state = strong_types(uncommitted(state))
             else:  # as a fresh run's state: global, replicated, strongly typed
