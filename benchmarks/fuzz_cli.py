@@ -62,11 +62,13 @@ def write_idx(path: Path, magic: int, dims: tuple, payload: bytes = b"") -> None
 
 
 def generate(rng: random.Random, n: int, base_run: Path) -> list[Case]:
-    """n cases drawn from every family of bad input, each family at least once."""
+    """n cases: each kind of damaged checkpoint once (they resume a run: the slowest), then
+    draws from every other family of bad input, each family at least once."""
     families = [fam_flag, fam_set, fam_argparse, fam_config_file, fam_out, fam_data_folder,
-                fam_idx, fam_seed_other, fam_checkpoint]
-    weights = [6, 6, 4, 2, 2, 2, 2, 2, 1]
-    cases = [fam(rng, i, base_run) for i, fam in enumerate(families)]
+                fam_idx, fam_seed_other]
+    weights = [6, 6, 4, 2, 2, 2, 2, 2]
+    cases = [fam_checkpoint(rng, i, base_run, kind) for i, kind in enumerate(CKPT_DAMAGE)]
+    cases += [fam(rng, len(cases), base_run) for fam in families]
     while len(cases) < n:
         fam = rng.choices(families, weights)[0]
         cases.append(fam(rng, len(cases), base_run))
@@ -181,8 +183,10 @@ def fam_idx(rng, i, base):
                                     "--set", "model.resolution=28"], setup=setup)
 
 
-def fam_checkpoint(rng, i, base):
-    kind = rng.choice(["truncate", "flip", "delete-meta", "garbage-meta"])
+CKPT_DAMAGE = ("truncate", "flip", "delete-meta", "garbage-meta")
+
+
+def fam_checkpoint(rng, i, base, kind):
 
     def setup(folder):
         run = folder / "run"

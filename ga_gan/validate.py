@@ -61,6 +61,8 @@ def validate_config(cfg, method: str) -> None:
             what = "a positive integer" if low == 1 else f"an integer >= {low}"
             name = f"{key} ({flag})" if flag else key
             raise UserError(f"{name} must be {what}, got {value}")
+    if method == "evolve" and cfg.evolve.mode not in ("evolve", "hybrid"):
+        raise UserError(f"unknown --mode '{cfg.evolve.mode}' (evolve or hybrid)")
     tb = cfg.time_budget
     if tb is not None and not tb > 0:  # also refuses NaN
         raise UserError(f"time_budget (--time-budget) must be a positive number of seconds, "
