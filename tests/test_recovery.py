@@ -87,7 +87,7 @@ def test_a_killed_holders_lock_is_taken_over(tmp_path):
     from ga_gan.runlock import RunLock
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from ga_gan.runlock import RunLock; "
-         "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
+         "lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
          str(tmp_path)], env=env(), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
