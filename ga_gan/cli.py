@@ -139,7 +139,8 @@ def resolve_config(args: argparse.Namespace):
     if args.no_progress:
         over["log.progress"] = False
     if method == "evolve":
-        for role, val in (("g", args.pop_g or args.pop), ("d", args.pop_d or args.pop)):
+        for role, own in (("g", args.pop_g), ("d", args.pop_d)):
+            val = own if own is not None else args.pop  # --pop-g 0 is refused, not ignored
             if val is not None:
                 over[f"evolve.{role}.pop"] = val
         if args.strategy is not None:

@@ -95,6 +95,8 @@ def target_png(tmp_path):
     (["evolve", "--set", "log.fd_samples=1"], "log.fd_samples"),
     (["evolve", "--set", "log.fd=pixels,bogus"], "unknown log.fd bogus"),
     (["evolve", "--pop", "0"], "evolve.g.pop (--pop/--pop-g) must be an integer >= 2"),
+    (["evolve", "--pop-g", "0"], "evolve.g.pop (--pop/--pop-g) must be an integer >= 2"),
+    (["evolve", "--pop-d", "0", "--pop", "8"], "evolve.d.pop (--pop/--pop-d)"),
     (["evolve", "--strategy", "lowrank_es", "--rank", "0"], "evolve.g.rank (--rank)"),
     (["evolve", "--rank", "3"], "--rank applies to --strategy lowrank_es only"),
     (["evolve", "--seed", HUGE_SEED], "seed (--seed) must be an integer from 0 to 4294967295"),
