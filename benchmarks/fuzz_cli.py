@@ -44,6 +44,7 @@ BAD_SEEDS = ("-1", "4294967296", "99999999999999999999", "abc", "1.5", "")
 BAD_FLAG_VALUES = {"--pop": BAD_NUMBERS, "--generations": ("0", "-1", "abc", "-99"),
                    "--steps": ("0", "-3", "x"), "--time-budget": ("0", "-5", "nan", "-inf", "x"),
                    "--seed": BAD_SEEDS, "--rank": ("0", "-2", "x"), "--pop-g": ("1", "0", "q"),
+                   "--pop-d": ("0", "-4", "1"), "--out": ("", "/proc/x", "/dev/null"),
                    "--mode": ("nope", ""), "--strategy": ("no_such", "", "cma_es!")}
 
 
@@ -78,7 +79,7 @@ def generate(rng: random.Random, n: int, base_run: Path) -> list[Case]:
 def fam_flag(rng, i, base):
     flag = rng.choice(list(BAD_FLAG_VALUES))
     cmd = "train" if flag == "--steps" else "evolve"
-    args = [cmd, flag, rng.choice(BAD_FLAG_VALUES[flag]), "--out", "r"]
+    args = [cmd, f"{flag}={rng.choice(BAD_FLAG_VALUES[flag])}"] + (["--out", "r"] if flag != "--out" else [])
     if flag == "--rank" and rng.random() < 0.5:
         args += ["--strategy", "lowrank_es"]
     return Case(f"{i}-flag{flag}", args)

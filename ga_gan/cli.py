@@ -158,10 +158,10 @@ def resolve_config(args: argparse.Namespace):
             n.lower().replace("-", "_") for n in (cfg.evolve.g.name, cfg.evolve.d.name)):
         raise UserError(f"--rank applies to --strategy lowrank_es only, not "
                         f"'{cfg.evolve.g.name}'")
-    if not args.resume and not args.out and cfg.out == "runs/default":
+    if not args.resume and args.out is None and cfg.out == "runs/default":
         kind = cfg.data.spec.split(":")[0]
         cfg = apply_overrides(cfg, {"out": f"runs/{method}-{kind}"})
-    elif args.out and not args.resume:
+    elif args.out is not None and not args.resume:
         cfg = apply_overrides(cfg, {"out": args.out})
     validate_config(cfg, method)
     return cfg

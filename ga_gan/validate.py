@@ -72,6 +72,8 @@ def validate_config(cfg, method: str) -> None:
     unknown = [n for n in cfg.log.fd if n not in FD_NAMES]
     if unknown:
         raise UserError(f"unknown log.fd {', '.join(unknown)}; choose from {', '.join(FD_NAMES)}")
+    if not str(cfg.out).strip():
+        raise UserError("--out must name a folder, got ''")
     writable_dir(cfg.out, "--out")
     if "://" not in (cfg.checkpoint_dir or "") and cfg.checkpoint_dir is not None:
         writable_dir(cfg.checkpoint_dir, "checkpoint_dir")

@@ -95,6 +95,7 @@ def target_png(tmp_path):
     (["evolve", "--set", "log.fd_samples=1"], "log.fd_samples"),
     (["evolve", "--set", "log.fd=pixels,bogus"], "unknown log.fd bogus"),
     (["evolve", "--pop", "0"], "evolve.g.pop (--pop/--pop-g) must be an integer >= 2"),
+    (["evolve", "--out="], "--out must name a folder"),
     (["evolve", "--pop-g", "0"], "evolve.g.pop (--pop/--pop-g) must be an integer >= 2"),
     (["evolve", "--pop-d", "0", "--pop", "8"], "evolve.d.pop (--pop/--pop-d)"),
     (["evolve", "--strategy", "lowrank_es", "--rank", "0"], "evolve.g.rank (--rank)"),
@@ -104,7 +105,8 @@ def target_png(tmp_path):
     (["evolve", "--set", "checkpoint_dir=/proc/forbidden/ckpt"], "cannot write to checkpoint_dir"),
 ])
 def test_bad_flags_and_values_are_one_line(capsys, tmp_path, args, needle):
-    extra = ["--out", tmp_path / "r"] if args and args[0] in ("evolve", "train") else []
+    extra = ["--out", tmp_path / "r"] if args and args[0] in ("evolve", "train") \
+        and not any(str(a).startswith("--out") for a in args) else []
     one_error_line(*cli(capsys, *args, *extra)[::2], needle)
     assert not (tmp_path / "r").exists()  # refused before any folder was made
 
