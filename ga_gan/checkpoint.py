@@ -3,9 +3,10 @@
 The state pytree (strategy states, BatchNorm statistics, optimiser states, PRNG key, the
 generation counter that also fixes the data-sampling position) is saved with StandardSave and
 restored into the exact structure of a freshly initialised state, so classes come back as they
-were. orbax commits a step atomically (it writes to a temporary folder and renames it), so a
-save killed half way is never listed as the latest step. The directory may be any path orbax
-accepts, `gs://bucket/run/checkpoints` included.
+were. orbax commits a step atomically: locally it writes to a temporary folder and renames it;
+on `gs://` (no rename there) it writes `commit_success.txt` into the step last. Either way a save
+killed half way is never listed as the latest step. The directory may be any path orbax
+accepts; `gs://bucket/run/checkpoints` is checked first (ga_gan.cloud).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from ga_gan import cloud
 from ga_gan.errors import UserError
 
 # Config keys that may change when a run is resumed: they bound or observe the run but do not
@@ -26,12 +28,15 @@ RESUMABLE_CHANGES = ("out", "checkpoint_dir", "time_budget", "evolve.generations
 
 
 class Checkpointer:
-    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True,
+                 create: bool = True):
         # orbax (tensorstore's OCDBT driver) rejects relative local paths; URLs stay as given.
-        self.directory = directory if "://" in str(directory) else os.path.abspath(directory)
+        self.directory = directory if cloud.is_remote(directory) else os.path.abspath(directory)
+        if cloud.is_gcs(self.directory):  # endpoint, credentials, bucket: one bounded check
+            cloud.check_gcs(self.directory)
         # A save killed half way leaves `<step>.orbax-checkpoint-tmp`: never listed as a step,
         # and removed by orbax when that step is saved again.
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                                enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"),
                                              options=options)
@@ -81,6 +86,24 @@ class Checkpointer:
                 raise
             print(f"warning: the checkpoint save in flight failed: {_first_line(e)}",
                   file=sys.stderr)
+
+
+def checkpointed_config(ckpt_dir: str):
+    """(RunConfig, method) stored with the latest checkpoint in ckpt_dir: what a resume on a
+    machine without the run folder (only the bucket) starts from."""
+    from ga_gan.config import from_dict
+    ckpt = Checkpointer(ckpt_dir, async_save=False, create=False)
+    try:
+        if ckpt.latest_step() is None:
+            raise UserError(f"no complete checkpoint in {ckpt_dir}")
+        meta = ckpt.read_meta()
+    finally:
+        ckpt.close()
+    try:
+        return from_dict(meta["config"]), meta["method"]
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{ckpt_dir} holds no ga-gan checkpoint "
+                        f"({type(e).__name__}: {e})") from None
 
 
 def _first_line(e: BaseException) -> str:

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ga_gan import __version__, distributed
-from ga_gan.checkpoint import Checkpointer, config_mismatch
+from ga_gan import __version__, cloud, distributed
+from ga_gan.checkpoint import Checkpointer, checkpointed_config, config_mismatch
 from ga_gan.config import RunConfig, to_dict
 from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
@@ -66,8 +66,11 @@ def versions() -> dict:
 
 
 def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
-    """The resolved config and method name stored in a run folder."""
+    """The resolved config and method name stored in a run folder, or in the latest checkpoint
+    of a bucket's checkpoint directory (`--resume gs://...` on a machine without the folder)."""
     from ga_gan.config import from_dict
+    if cloud.is_remote(run_dir):
+        return checkpointed_config(str(run_dir))
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"not a ga-gan run folder (no config.json): {run_dir}")
@@ -242,6 +245,12 @@ class Runner:
                     distributed.replicate(state))
             time_offset = float(meta["time_s"])
         generation = start = int(distributed.local(state.generation))
+        # Checkpoints in a bucket keep a copy of metrics.jsonl beside them, for a resume on
+        # another machine (a new --out); the local file, when there, is at least as recent.
+        mirror = cloud.is_remote(self.ckpt.directory) and self.primary
+        if mirror and self.resume_step is not None and cloud.download_metrics(
+                self.ckpt.directory, self.out / "metrics.jsonl"):
+            log(f"metrics.jsonl fetched from {self.ckpt.directory}")
         runlog = RunLog(self.out, resume_generation=self.resume_step, primary=self.primary)
         runlog.write_json("config.json", {"method": self.method_name, "config": to_dict(cfg),
                                           "versions": versions()})
@@ -269,6 +278,8 @@ class Runner:
 
         def checkpoint(force_wait: bool = False):
             with stop.critical():
+                if mirror:  # before the save starts: a committed step has its metrics there
+                    cloud.upload_metrics(runlog.metrics_path, self.ckpt.directory)
                 self.ckpt.save(generation, state, meta())
             if force_wait:
                 self.ckpt.wait()
@@ -333,8 +344,10 @@ class Runner:
             runlog.plot()
         self.ckpt.close()
         if stopped_by == "signal":
+            elsewhere = (f" (on another machine: --resume {self.ckpt.directory} --out DIR)"
+                         if cloud.is_remote(self.ckpt.directory) else "")
             log(f"stopped by signal at generation {generation}; checkpoint saved. Resume with: "
-                f"ga-gan {self.method_name} --resume {self.out}")
+                f"ga-gan {self.method_name} --resume {self.out}{elsewhere}")
         elif stopped_by == "time_budget":
             log(f"time budget of {cfg.time_budget:g} s reached at generation {generation}")
         return RunResult(self.out, generation, train_time, stopped_by, last)
