@@ -11,6 +11,7 @@ accepts; `gs://bucket/run/checkpoints` is checked first (ga_gan.cloud).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -32,6 +33,7 @@ class Checkpointer:
                  create: bool = True):
         # orbax (tensorstore's OCDBT driver) rejects relative local paths; URLs stay as given.
         self.directory = directory if cloud.is_remote(directory) else os.path.abspath(directory)
+        self.failed = False
         if cloud.is_gcs(self.directory):  # endpoint, credentials, bucket: one bounded check
             cloud.check_gcs(self.directory)
         # A save killed half way leaves `<step>.orbax-checkpoint-tmp`: never listed as a step,
@@ -45,10 +47,22 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
-        if step in self.manager.all_steps():
-            return False  # already saved at this step (e.g. interval and final save coincide)
-        return self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+        with self._storage_errors():  # this save, or the one in flight before it
+            if step in self.manager.all_steps():
+                return False  # already saved at this step (interval and final save coincide)
+            return self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+
+    @contextlib.contextmanager
+    def _storage_errors(self):
+        """A save that fails (a bucket lost mid-run, a full disk) is one line, not a traceback
+        from orbax's background thread; the steps committed before it stay."""
+        try:
+            yield
+        except Exception as e:
+            self.failed = True
+            raise UserError(f"checkpoint save to {self.directory} failed: {_first_line(e)} "
+                            f"(committed steps are kept)") from e
 
     def read_meta(self, step: int | None = None) -> dict:
         step = self.latest_step() if step is None else step
@@ -73,19 +87,22 @@ class Checkpointer:
         return out["state"], dict(out["meta"])
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self._storage_errors():
+            self.manager.wait_until_finished()
 
     def close(self, *, quiet: bool = False) -> None:
         """Wait for a save in flight, then release the manager. quiet: on an error path, log
         a failed save instead of raising over the error being handled."""
+        reported = self.failed  # a failed save already raised: the error being handled
         try:
-            self.manager.wait_until_finished()
-            self.manager.close()
-        except Exception as e:
+            with self._storage_errors():
+                self.manager.wait_until_finished()
+                self.manager.close()
+        except UserError as e:
             if not quiet:
                 raise
-            print(f"warning: the checkpoint save in flight failed: {_first_line(e)}",
-                  file=sys.stderr)
+            if not reported:
+                print(f"warning: the save in flight did not commit: {e}", file=sys.stderr)
 
 
 def checkpointed_config(ckpt_dir: str):

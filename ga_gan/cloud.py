@@ -88,6 +88,9 @@ def split(url: str) -> tuple[str, str]:
     return bucket, path.strip("/")
 
 
+_CHECKED: set[str] = set()  # buckets already found reachable by this process
+
+
 def check_gcs(url: str, timeout: float = CHECK_TIMEOUT_S) -> None:
     """Endpoint reachable, credentials found, bucket there: else one UserError, within timeout.
 
@@ -95,28 +98,36 @@ def check_gcs(url: str, timeout: float = CHECK_TIMEOUT_S) -> None:
     (packets dropped, no refusal) can hold the run."""
     configure_endpoint()
     bucket, _ = split(url)
-    result: list = []
-    worker = threading.Thread(target=lambda: result.append(_probe(bucket, timeout)), daemon=True)
-    worker.start()
-    worker.join(timeout + 5)
-    where = endpoint() or "storage.googleapis.com"
-    if not result:
-        raise UserError(f"no answer from {where} within {timeout + 5:g} s while checking "
-                        f"gs://{bucket} (unreachable endpoint? check {EMULATOR_ENV} and the network)")
-    if result[0] is not None:
-        raise UserError(result[0])
-
-
-def _probe(bucket: str, timeout: float) -> str | None:
-    """None if the bucket answers; else why not, in one line."""
+    if bucket in _CHECKED:
+        return
     try:
         import gcsfs  # noqa: F401  (epath's gs:// backend, needed by orbax later)
-        from google.api_core import exceptions as api
-        from google.auth import exceptions as auth
         from google.cloud import storage
     except ImportError as e:
-        return f"gs:// checkpoints need the cloud extra: pip install 'ga-gan[cloud]' ({e})"
+        raise UserError(f"gs:// checkpoints need the cloud extra: pip install "
+                        f"'ga-gan[cloud]' ({e})") from None
     where = endpoint() or "storage.googleapis.com"
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(_probe(storage, bucket, where, timeout)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout + 5)
+    if not result:
+        raise UserError(f"cannot reach {where} for gs://{bucket}: no answer within "
+                        f"{timeout + 5:g} s (check {EMULATOR_ENV} and the network)")
+    if result[0] is not None:
+        raise UserError(result[0])
+    _CHECKED.add(bucket)
+
+
+def _probe(storage, bucket: str, where: str, timeout: float) -> str | None:
+    """None if the bucket answers; else why not, in one line."""
+    import logging
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+    # google-auth logs a warning of its own for each credential source it fails to find; the
+    # one line below says it all
+    logging.getLogger("google.auth").setLevel(logging.ERROR)
     try:
         storage.Client().get_bucket(bucket, timeout=timeout, retry=None)
         return None

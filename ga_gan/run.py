@@ -110,6 +110,8 @@ class Runner:
         self.cfg, self.method_name, self.log = cfg, method_name, log
         self.out = Path(cfg.out)
         self.primary = jax.process_index() == 0
+        if cloud.is_gcs(checkpoint_dir(cfg)):  # a wrong bucket or endpoint fails before any work
+            cloud.check_gcs(checkpoint_dir(cfg))
         self.dataset = dataset if dataset is not None else load_data(cfg, log)
         self.gan = make_gan(cfg.model)
         self.method = build_method(method_name, self.gan, cfg)
