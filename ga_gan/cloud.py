@@ -180,3 +180,14 @@ def download_metrics(ckpt_dir: str, local: Path) -> bool:
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(data)
     return True
+
+
+def remove_tree(url: str) -> None:
+    """Delete everything under a bucket path (`--restart`); nothing there is fine."""
+    from etils import epath
+    path = epath.Path(url)
+    try:
+        if path.exists():
+            path.rmtree()
+    except Exception as e:
+        raise UserError(f"cannot clear {url}: {type(e).__name__}: {_first_line(e)}") from None

@@ -132,6 +132,9 @@ class Runner:
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             self.log(f"--restart: cleared {self.out}")
+        if restart and self.primary and cloud.is_remote(ckpt_dir):
+            cloud.remove_tree(ckpt_dir)  # the bucket's steps and metrics.jsonl copy
+            self.log(f"--restart: cleared {ckpt_dir}")
         if restart and distributed.is_multiprocess():  # the others wait for process 0's clearing
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("ga_gan_restart")

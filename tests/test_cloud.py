@@ -252,3 +252,16 @@ def test_storage_problems_exit_2_with_one_line_in_bounded_time(runs, name, reaso
     assert control.rc == 2 and "unknown strategy" in control.stderr, control.describe()
     assert p.seconds < control.seconds + ERROR_SLACK_S, (p.seconds, control.seconds)
     assert not (runs["root"] / name / "metrics.jsonl").exists()  # refused before any work
+
+
+def test_restart_clears_the_bucket_path(emulator):
+    """--restart deletes a bucket run's checkpoints and metrics copy (remove_tree), and only
+    those: a sibling path stays."""
+    from etils import epath
+    from ga_gan.cloud import check_gcs, remove_tree
+    check_gcs(f"gs://{BUCKET}/R")  # the endpoint settings, as a run makes them
+    for name in ("R/5/state/x", "R/5/commit_success.txt", "R/metrics.jsonl", "R2/keep"):
+        (epath.Path(f"gs://{BUCKET}") / name).write_text("x")
+    remove_tree(f"gs://{BUCKET}/R")
+    assert _objects("R") == [] and _objects("R2") == ["keep"]
+    remove_tree(f"gs://{BUCKET}/R")  # nothing there: fine
