@@ -265,3 +265,21 @@ def test_restart_clears_the_bucket_path(emulator):
     remove_tree(f"gs://{BUCKET}/R")
     assert _objects("R") == [] and _objects("R2") == ["keep"]
     remove_tree(f"gs://{BUCKET}/R")  # nothing there: fine
+
+
+def test_one_endpoint_for_every_layer(monkeypatch):
+    """STORAGE_EMULATOR_HOST is copied to TensorStore; a TensorStore-only or a disagreeing
+    endpoint is refused (one layer would write to Google while another writes elsewhere)."""
+    from ga_gan.cloud import configure_endpoint
+    from ga_gan.errors import UserError
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
+    monkeypatch.delenv("TENSORSTORE_GCS_HTTP_URL", raising=False)
+    monkeypatch.delenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", raising=False)  # restored after
+    assert configure_endpoint() == "http://127.0.0.1:4443"
+    assert os.environ["TENSORSTORE_GCS_HTTP_URL"] == "http://127.0.0.1:4443"
+    monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", "http://127.0.0.1:9999")
+    with pytest.raises(UserError, match="disagree"):
+        configure_endpoint()
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    with pytest.raises(UserError, match="STORAGE_EMULATOR_HOST is not"):
+        configure_endpoint()
