@@ -339,7 +339,7 @@ class Runner:
                 if out_of_time and generation < self.total:
                     stopped_by = "time_budget"
                     break
-                if stop.signal is not None:
+                if distributed.any_process(stop.signal is not None):  # all hosts stop together
                     stopped_by = "signal"
                     break
             checkpoint(force_wait=True)
