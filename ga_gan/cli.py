@@ -38,7 +38,8 @@ def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<command>-<data>)")
     p.add_argument("--resume", metavar="DIR",
-                   help="continue the run in DIR from its latest checkpoint")
+                   help="continue the run in DIR from its latest checkpoint (or in a bucket's "
+                        "checkpoint directory, gs://BUCKET/PATH, with --out for the logs)")
     p.add_argument("--restart", action="store_true",
                    help="start over even if the run folder has checkpoints (deletes them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -125,6 +126,8 @@ def resolve_config(args: argparse.Namespace):
         if saved_method != method:
             raise UserError(f"{args.resume} is a '{saved_method}' run; use ga-gan {saved_method}")
         over = {"out": args.resume}
+        if "://" in args.resume:  # a bucket's checkpoints: the run folder is --out (or as saved)
+            over = {"out": args.out or cfg.out, "checkpoint_dir": args.resume}
     else:
         cfg = load_config(None if args.config is None else _config_path(args.config))
         over = {}

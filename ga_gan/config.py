@@ -238,7 +238,12 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
-    """The resolved config and method name stored in a run folder."""
+    """The resolved config and method name stored in a run folder, or in the latest checkpoint
+    of a bucket's checkpoint directory (`--resume gs://...` on a machine without the folder)."""
+    from ga_gan import cloud
+    if cloud.is_remote(run_dir):
+        from ga_gan.checkpoint import checkpointed_config  # imports orbax: only for buckets
+        return checkpointed_config(str(run_dir))
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"not a ga-gan run folder (no config.json): {run_dir}")

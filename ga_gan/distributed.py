@@ -128,3 +128,13 @@ def local(tree: Any) -> Any:
 
 def is_multiprocess() -> bool:
     return jax.process_count() > 1
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process if `flag` is True on any one. A preemption's SIGTERM reaches the
+    hosts of a pod at slightly different times: each must stop after the same chunk, or one would
+    save (a collective) while another runs the next step (also a collective), and both hang."""
+    if not is_multiprocess():
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ga_gan import __version__, distributed
+from ga_gan import __version__, cloud, distributed
 from ga_gan.checkpoint import Checkpointer, config_mismatch
 from ga_gan.config import RunConfig, load_run_config, to_dict  # noqa: F401 (re-exported)
 from ga_gan.data import Dataset, load_dataset
@@ -99,6 +99,8 @@ class Runner:
         if self.primary:  # one writer per run folder (with --distributed: process 0 writes)
             self.lock.acquire()
         try:
+            if cloud.is_gcs(checkpoint_dir(cfg)):  # a wrong bucket or endpoint fails first
+                cloud.check_gcs(checkpoint_dir(cfg))
             self.dataset = dataset if dataset is not None else load_data(cfg, log)
             self.gan = make_gan(cfg.model)
             self.method = build_method(method_name, self.gan, cfg)
@@ -122,6 +124,9 @@ class Runner:
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             self.log(f"--restart: cleared {self.out}")
+        if restart and self.primary and cloud.is_remote(ckpt_dir):
+            cloud.remove_tree(ckpt_dir)  # the bucket's steps and metrics.jsonl copy
+            self.log(f"--restart: cleared {ckpt_dir}")
         if restart and distributed.is_multiprocess():  # the others wait for process 0's clearing
             from jax.experimental import multihost_utils
             multihost_utils.sync_global_devices("ga_gan_restart")
@@ -257,6 +262,12 @@ class Runner:
                     distributed.replicate(state))
             time_offset = float(meta["time_s"])
         generation = start = int(distributed.local(state.generation))
+        # Checkpoints in a bucket keep a copy of metrics.jsonl beside them, for a resume on
+        # another machine (a new --out); the local file, when there, is at least as recent.
+        mirror = cloud.is_remote(self.ckpt.directory) and self.primary
+        if mirror and self.resume_step is not None and cloud.download_metrics(
+                self.ckpt.directory, self.out / "metrics.jsonl"):
+            log(f"metrics.jsonl fetched from {self.ckpt.directory}")
         runlog = RunLog(self.out, resume_generation=self.resume_step, primary=self.primary)
         runlog.write_json("config.json", {"method": self.method_name, "config": to_dict(cfg),
                                           "versions": versions()})
@@ -284,6 +295,8 @@ class Runner:
 
         def checkpoint(force_wait: bool = False):
             with stop.critical():
+                if mirror:  # before the save starts: a committed step has its metrics there
+                    cloud.upload_metrics(runlog.metrics_path, self.ckpt.directory)
                 self.ckpt.save(generation, state, meta())
             if force_wait:
                 self.ckpt.wait()
@@ -338,7 +351,7 @@ class Runner:
                 if out_of_time and generation < self.total:
                     stopped_by = "time_budget"
                     break
-                if stop.signal is not None:
+                if distributed.any_process(stop.signal is not None):  # all hosts stop together
                     stopped_by = "signal"
                     break
             checkpoint(force_wait=True)
@@ -348,8 +361,10 @@ class Runner:
             runlog.plot()
         self.ckpt.close()
         if stopped_by == "signal":
+            elsewhere = (f" (on another machine: --resume {self.ckpt.directory} --out DIR)"
+                         if cloud.is_remote(self.ckpt.directory) else "")
             log(f"stopped by signal at generation {generation}; checkpoint saved. Resume with: "
-                f"ga-gan {self.method_name} --resume {self.out}")
+                f"ga-gan {self.method_name} --resume {self.out}{elsewhere}")
         elif stopped_by == "time_budget":
             log(f"time budget of {cfg.time_budget:g} s reached at generation {generation}")
         return RunResult(self.out, generation, train_time, stopped_by, last)

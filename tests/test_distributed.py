@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -204,6 +205,43 @@ def test_two_processes_agree_and_resume(runs, tmp_path):
     assert np.allclose(ref["g"], p0["g"], rtol=1e-5, atol=1e-6)
     assert np.allclose(ref["fit"], p0["fit"], rtol=1e-5, atol=1e-6)
     assert (np.argsort(ref["fit"]) == np.argsort(p0["fit"])).all()
+
+
+def test_sigterm_to_one_process_stops_every_process_at_the_same_generation(tmp_path):
+    """A preemption's SIGTERM may reach one host first: all processes still stop after the
+    same chunk and save that generation together (else one saves while another steps, and
+    both hang in their collectives), and both exit 0."""
+    from procs import Proc, drive, generations
+    port, out, total = _free_port(), tmp_path / "run", 2000
+    args = ["evolve", *TINY, "--out", out, "--generations", total, "--distributed",
+            "--coordinator", f"127.0.0.1:{port}", "--num-processes", 2]
+    procs = [Proc(tmp_path, f"p{i}", [*args, "--process-id", i], _env(2)) for i in range(2)]
+    signalled: list[int] = []
+
+    def sigterm_process_1_once_running():
+        if not signalled and procs[1].rc is None and generations(out):
+            signalled.append(generations(out)[-1])
+            procs[1].p.send_signal(signal.SIGTERM)
+
+    try:
+        drive(procs, hooks=[sigterm_process_1_once_running], timeout=300)
+    finally:
+        for p in procs:
+            if p.rc is None:
+                p.p.kill()
+    assert signalled, procs[0].describe()
+    for p in procs:
+        assert p.rc == 0, p.describe()
+    reached = generations(out)[-1]
+    assert signalled[0] <= reached < total
+    assert f"stopped by signal at generation {reached}" in procs[0].stdout
+    assert (out / "checkpoints" / str(reached)).is_dir()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 LOWRANK_DRIVER = textwrap.dedent('''

@@ -11,18 +11,12 @@ four at a time, and the tests then only read what they left behind:
   wave 3  A2  --resume A --generations 100           T2  --resume T --steps 100
           S2  --resume S                             K2  --resume K
 
-Speed. Almost all of a small process's time is XLA compilation, so the processes share a JAX
-persistent compilation cache in the test's temporary folder: wave 1 compiles, waves 2 and 3
-load the same executables. A cached executable is the one a fresh compile produces, so this
-changes no number; set GA_GAN_TEST_NO_JAX_CACHE=1 to compile in every process anyway (slower).
+Speed: the processes share a JAX compilation cache (tests/procs.py), so wave 1 compiles and
+waves 2 and 3 load the same executables.
 
-Killing during a save. A kill must land after orbax has written a checkpoint's data but before
-it commits it (by renaming `<step>.orbax-checkpoint-tmp` to `<step>`). K1 runs the CLI through a
-small wrapper (STALL below) that patches orbax's public `orbax.checkpoint.path.atomicity.
-AtomicRenameTemporaryPath.finalize` (the commit) so that, for one chosen step only, it writes a
-marker file and then blocks forever instead of renaming. Nothing in ga_gan knows about it. The
-training loop keeps going until the next save waits for the stuck one; the test then sends
-SIGKILL, which is exactly a process dying with an uncommitted save in flight.
+Killing during a save: K1 runs the CLI through procs.STALL, which blocks orbax's commit (the
+rename of `<step>.orbax-checkpoint-tmp` to `<step>`) of one chosen step forever; the training
+loop keeps going until the next save waits for the stuck one; the test then sends SIGKILL.
 """
 
 from __future__ import annotations
@@ -31,14 +25,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from procs import CLI, STALL, Proc, assert_same_final_state, jax_cache_env, latest_step, read_meta
+from procs import drive as _drive, generations as _generations, metrics as _metrics
 
 pytestmark = pytest.mark.slow
 
@@ -48,130 +41,23 @@ LOG = ["--no-progress", "--set", "log.eval_every=0", "--set", "log.image_every=0
 EV = ["--pop", "8", *LOG]
 K_EVERY, K_STALL = 15, 30  # K1 checkpoints every 15 (not a multiple of steps_per_call=10)
 
-CLI = "import sys; from ga_gan.cli import main; sys.exit(main(sys.argv[1:]))"
-STALL = """
-import os, sys, time
-from orbax.checkpoint.path import atomicity
-
-_commit = atomicity.AtomicRenameTemporaryPath.finalize
-
-async def finalize(self, *args, **kwargs):
-    if self.get_final().name == os.environ["GA_GAN_TEST_STALL_STEP"]:
-        with open(os.environ["GA_GAN_TEST_STALL_MARK"], "w") as f:
-            f.write(str(self.get()))
-        while True:  # data written, commit never comes: wait for SIGKILL
-            time.sleep(3600)
-    return await _commit(self, *args, **kwargs)
-
-atomicity.AtomicRenameTemporaryPath.finalize = finalize
-from ga_gan.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-class Proc:
-    def __init__(self, root: Path, name: str, args: list, env: dict, code: str = CLI):
-        self.name, self.root = name, root
-        self.args = [str(a) for a in args]
-        with open(root / f"{name}.stdout", "w") as out, open(root / f"{name}.stderr", "w") as err:
-            self.p = subprocess.Popen([sys.executable, "-c", code, *self.args], cwd=root,
-                                      env=env, stdout=out, stderr=err)
-
-    @property
-    def rc(self):
-        return self.p.poll()
-
-    @property
-    def stdout(self) -> str:
-        return (self.root / f"{self.name}.stdout").read_text()
-
-    @property
-    def stderr(self) -> str:
-        return (self.root / f"{self.name}.stderr").read_text()
-
-    def describe(self) -> str:
-        return (f"{self.name} ({' '.join(self.args)}) exited {self.rc}\n--- stdout\n"
-                f"{self.stdout[-2000:]}\n--- stderr\n{self.stderr[-3000:]}")
-
-
-def _drive(procs: list[Proc], hooks=(), timeout: float = 400) -> None:
-    """Wait for every process, calling each hook (which may signal one) every 20 ms."""
-    deadline = time.monotonic() + timeout
-    while any(p.rc is None for p in procs):
-        for hook in hooks:
-            hook()
-        if time.monotonic() > deadline:
-            for p in procs:
-                if p.rc is None:
-                    p.p.kill()
-            raise AssertionError("timed out:\n" + "\n".join(p.describe() for p in procs))
-        time.sleep(0.02)
-
-
-def _generations(run: Path) -> list[int]:
-    from ga_gan.runlog import read_metrics
-    return [r["generation"] for r in read_metrics(run / "metrics.jsonl")]
-
-
-def _metrics(run: Path) -> list[dict]:
-    from ga_gan.run import TIMING_KEYS
-    from ga_gan.runlog import read_metrics
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS}
-            for r in read_metrics(run / "metrics.jsonl")]
-
 
 def _latest_step(run: Path):
-    from ga_gan.checkpoint import Checkpointer
-    ckpt = Checkpointer(str(run / "checkpoints"), async_save=False)
-    try:
-        return ckpt.latest_step()
-    finally:
-        ckpt.close()
+    return latest_step(run / "checkpoints")
 
 
 def _meta(run: Path, step: int) -> dict:
-    from ga_gan.checkpoint import Checkpointer
-    ckpt = Checkpointer(str(run / "checkpoints"), async_save=False)
-    try:
-        return ckpt.read_meta(step)
-    finally:
-        ckpt.close()
-
-
-def _arrays(tree) -> list[np.ndarray]:
-    import jax
-    out = []
-    for x in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x = jax.random.key_data(x)
-        out.append(np.asarray(x))
-    return out
+    return read_meta(run / "checkpoints", step)
 
 
 def _assert_same_final_state(run: Path, reference: Path) -> None:
-    """The latest checkpoints hold bit-identical states (strategy means, optimiser and BN
-    state, PRNG key, counters), hence bit-identical generators."""
-    from ga_gan.sample import load_generator
-    _, params, stats, _, state, _ = load_generator(run)
-    _, ref_params, ref_stats, _, ref_state, _ = load_generator(reference)
-    assert int(state.generation) == int(ref_state.generation) == TOTAL
-    for name, a, b in (("state", state, ref_state), ("generator", (params, stats),
-                                                     (ref_params, ref_stats))):
-        xs, ys = _arrays(a), _arrays(b)
-        assert len(xs) == len(ys)
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            assert x.dtype == y.dtype and x.shape == y.shape, (name, i)
-            assert np.array_equal(x, y), f"{name} leaf {i} of {run} differs from {reference}"
+    assert_same_final_state(run, reference, TOTAL)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    if not os.environ.get("GA_GAN_TEST_NO_JAX_CACHE"):
-        env.update(JAX_COMPILATION_CACHE_DIR=str(root / "jax-cache"),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = jax_cache_env(root)
     U, TU, A, T, S, K = (root / n for n in ("U", "TU", "A", "T", "S", "K"))
     facts: dict = {"root": root}
     procs: dict[str, Proc] = {}

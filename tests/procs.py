@@ -1,0 +1,164 @@
+"""Helpers for tests that run `ga-gan` as real processes (test_resume, test_cloud).
+
+Each process runs the same `main` the console script calls, so a resume starts from nothing but
+what an earlier process left (a run folder, a bucket). Processes of one test module share a JAX
+persistent compilation cache (`jax_cache_env`): a cached executable is the one a fresh compile
+produces, so this changes no number; set GA_GAN_TEST_NO_JAX_CACHE=1 to compile in every process.
+
+Killing during a save (STALL): a kill must land after orbax has written a checkpoint's data but
+before it commits it. STALL runs the CLI with orbax's public commit step patched: the
+`finalize` of `orbax.checkpoint.path.atomicity.<GA_GAN_TEST_STALL_CLASS>`
+(`AtomicRenameTemporaryPath` locally: the rename of `<step>.orbax-checkpoint-tmp`;
+`CommitFileTemporaryPath` on gs://: the write of `<step>/commit_success.txt`). For one chosen
+step it writes a marker file and then blocks forever instead of committing. Nothing in ga_gan
+knows about it; the test then sends SIGKILL, which is exactly a process dying with an
+uncommitted save in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLI = "import sys; from ga_gan.cli import main; sys.exit(main(sys.argv[1:]))"
+STALL = """
+import os, sys, time
+from orbax.checkpoint.path import atomicity
+
+_cls = getattr(atomicity, os.environ.get("GA_GAN_TEST_STALL_CLASS", "AtomicRenameTemporaryPath"))
+_commit = _cls.finalize
+
+async def finalize(self, *args, **kwargs):
+    if self.get_final().name == os.environ["GA_GAN_TEST_STALL_STEP"]:
+        with open(os.environ["GA_GAN_TEST_STALL_MARK"], "w") as f:
+            f.write(str(self.get()))
+        while True:  # data written, commit never comes: wait for SIGKILL
+            time.sleep(3600)
+    return await _commit(self, *args, **kwargs)
+
+_cls.finalize = finalize
+from ga_gan.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def jax_cache_env(root: Path) -> dict:
+    """The environment for the test's processes: quiet, with one shared compilation cache."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if not os.environ.get("GA_GAN_TEST_NO_JAX_CACHE"):
+        env.update(JAX_COMPILATION_CACHE_DIR=str(root / "jax-cache"),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+class Proc:
+    def __init__(self, root: Path, name: str, args: list, env: dict, code: str = CLI):
+        self.name, self.root = name, root
+        self.args = [str(a) for a in args]
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        with open(root / f"{name}.stdout", "w") as out, open(root / f"{name}.stderr", "w") as err:
+            self.p = subprocess.Popen([sys.executable, "-c", code, *self.args], cwd=root,
+                                      env=env, stdout=out, stderr=err)
+
+    @property
+    def rc(self):
+        rc = self.p.poll()
+        if rc is not None and self.ended is None:
+            self.ended = time.monotonic()
+        return rc
+
+    @property
+    def seconds(self) -> float:
+        """Wall seconds from start to exit (as seen by `drive`'s 20 ms polling)."""
+        return (self.ended or time.monotonic()) - self.started
+
+    @property
+    def stdout(self) -> str:
+        return (self.root / f"{self.name}.stdout").read_text()
+
+    @property
+    def stderr(self) -> str:
+        return (self.root / f"{self.name}.stderr").read_text()
+
+    def describe(self) -> str:
+        return (f"{self.name} ({' '.join(self.args)}) exited {self.rc}\n--- stdout\n"
+                f"{self.stdout[-2000:]}\n--- stderr\n{self.stderr[-3000:]}")
+
+
+def drive(procs: list[Proc], hooks=(), timeout: float = 400) -> None:
+    """Wait for every process, calling each hook (which may signal one) every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while [p for p in procs if p.rc is None]:  # polls every one, so each exit time is seen
+        for hook in hooks:
+            hook()
+        if time.monotonic() > deadline:
+            for p in procs:
+                if p.rc is None:
+                    p.p.kill()
+            raise AssertionError("timed out:\n" + "\n".join(p.describe() for p in procs))
+        time.sleep(0.02)
+
+
+def generations(run: Path) -> list[int]:
+    from ga_gan.runlog import read_metrics
+    return [r["generation"] for r in read_metrics(run / "metrics.jsonl")]
+
+
+def metrics(run: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock keys: what must match bit for bit."""
+    from ga_gan.run import TIMING_KEYS
+    from ga_gan.runlog import read_metrics
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS}
+            for r in read_metrics(run / "metrics.jsonl")]
+
+
+def latest_step(ckpt_dir) -> int | None:
+    from ga_gan.checkpoint import Checkpointer
+    ckpt = Checkpointer(str(ckpt_dir), async_save=False)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+def read_meta(ckpt_dir, step: int) -> dict:
+    from ga_gan.checkpoint import Checkpointer
+    ckpt = Checkpointer(str(ckpt_dir), async_save=False)
+    try:
+        return ckpt.read_meta(step)
+    finally:
+        ckpt.close()
+
+
+def arrays(tree) -> list[np.ndarray]:
+    import jax
+    out = []
+    for x in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        out.append(np.asarray(x))
+    return out
+
+
+def assert_same_final_state(run: Path, reference: Path, total: int) -> None:
+    """The latest checkpoints hold bit-identical states (strategy means, optimiser and BN
+    state, PRNG key, counters), hence bit-identical generators. Each run's checkpoints are
+    found through its config.json (its folder, or checkpoint_dir such as a bucket)."""
+    from ga_gan.sample import load_generator
+    _, params, stats, _, state, _ = load_generator(run)
+    _, ref_params, ref_stats, _, ref_state, _ = load_generator(reference)
+    assert int(state.generation) == int(ref_state.generation) == total
+    for name, a, b in (("state", state, ref_state), ("generator", (params, stats),
+                                                     (ref_params, ref_stats))):
+        xs, ys = arrays(a), arrays(b)
+        assert len(xs) == len(ys)
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            assert x.dtype == y.dtype and x.shape == y.shape, (name, i)
+            assert np.array_equal(x, y), f"{name} leaf {i} of {run} differs from {reference}"
