@@ -48,7 +48,9 @@ class Method:
 # One row per method name usable in --methods.
 HYBRID = {"evolve.mode": "hybrid"}
 METHODS: dict[str, Method] = {
-    "adam": Method("train", {}, "Adam (DCGAN baseline, backprop)"),
+    "adam": Method("train", {}, "Adam (DCGAN baseline, backprop; samples from the EMA "
+                                "generator, the raw one logged as fd_*_raw)"),
+    "adam-noema": Method("train", {"log.ema": 0.0}, "Adam without a generator average"),
     "evolve": Method("evolve", {}, "evolution (evosax, no backprop)"),
     "evolve-lowrank": Method("evolve", {"evolve.g.name": "lowrank_es",
                                         "evolve.d.name": "lowrank_es"},

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ga_gan import __version__, distributed
+from ga_gan import __version__, distributed, ema
 from ga_gan.checkpoint import Checkpointer, config_mismatch
 from ga_gan.config import RunConfig, to_dict
 from ga_gan.data import Dataset, load_dataset
@@ -35,10 +35,16 @@ from ga_gan.runlog import RunLog
 from ga_gan.sample import sample_images
 
 # Keys that measure the wall clock; everything else in metrics.jsonl is deterministic.
-TIMING_KEYS = ("time_s",)
+TIMING_KEYS = ("time_s", "eval_s")
 
 
 def build_method(name: str, gan: GAN, cfg: RunConfig):
+    """The method named `name` (evolve, train), with a generator average when `log.ema` (or
+    the method's default) asks for one."""
+    return ema.with_ema(_base_method(name, gan, cfg), gan, cfg.log.ema)
+
+
+def _base_method(name: str, gan: GAN, cfg: RunConfig):
     if name == "evolve":
         if cfg.evolve.mode == "hybrid":
             from ga_gan.hybrid import build_hybrid
@@ -117,13 +123,14 @@ class Runner:
             f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
         self._evaluators = None
         self._step: Callable | None = None
+        self._tb = None
 
     # --- the run folder ---------------------------------------------------------------------
     def _prepare_folder(self, restart: bool) -> int | None:
         ckpt_dir = checkpoint_dir(self.cfg)
         if restart and self.out.exists() and self.primary:
             for name in ("checkpoints", "metrics.jsonl", "metrics.tmp", "samples", "samples.png",
-                         "curves.png", "config.json"):
+                         "curves.png", "config.json", "tb"):
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             self.log(f"--restart: cleared {self.out}")
@@ -153,6 +160,7 @@ class Runner:
         if why:
             raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
         self.log(f"resuming {self.out} from its checkpoint at generation {step}")
+        self._saved_ema = bool(meta.get("ema"))  # checkpoints before log.ema hold no average
         return step
 
     # --- compiled pieces --------------------------------------------------------------------
@@ -202,10 +210,21 @@ class Runner:
         return self._evaluators
 
     def evaluate(self, state) -> dict:
+        """Fréchet distances of the run's generator, with the raw generator's beside them
+        (`fd_*_raw`) when an average is kept, and `eval_s`: the seconds this took."""
         if not self.cfg.log.fd or self.cfg.log.eval_every <= 0:
             return {}
+        t0 = time.perf_counter()
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0xFD)
-        fakes = self.sample(state, self.cfg.log.fd_samples, key)
+        out = self._frechet(self.sample(state, self.cfg.log.fd_samples, key))
+        if isinstance(self.method, ema.EMA):
+            params, stats = distributed.local(self.method.raw_generator(state))
+            raw = self._frechet(sample_images(self.gan, params, stats, key,
+                                              self.cfg.log.fd_samples))
+            out.update({f"{k}_raw": v for k, v in raw.items()})
+        return {**out, "eval_s": round(time.perf_counter() - t0, 3)}
+
+    def _frechet(self, fakes: np.ndarray) -> dict:
         fakes = fakes.astype(np.float32) / 127.5 - 1.0
         return {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
 
@@ -217,6 +236,8 @@ class Runner:
         png = grid(images, cols=8)
         save_png(png, self.out / "samples" / f"samples_{generation:07d}.png")
         save_png(png, self.out / "samples.png")
+        if self._tb is not None:
+            self._tb.image("samples", png, generation)
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -230,11 +251,13 @@ class Runner:
             state = jax.jit(lambda k: strong_types(self.method.init(k)),
                             out_shardings=distributed.replicated())(distributed.replicate(key))
         else:  # restored into the structure (and classes) of a fresh state; init is not run
-            abstract = jax.eval_shape(self.method.init, key)
+            saved = ema.restore_layout(self.method, self.gan, self._saved_ema)
+            abstract = jax.eval_shape(saved.init, key)
             if mesh is not None:
                 abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
                     a.shape, a.dtype, sharding=distributed.replicated()), abstract)
             state, meta = self.ckpt.restore(abstract, self.resume_step)
+            state = ema.adapt(self.method, state)
             if mesh is None:
                 state = strong_types(uncommitted(state))
             else:  # as a fresh run's state: global, replicated, strongly typed
@@ -261,7 +284,8 @@ class Runner:
 
         def meta() -> dict:
             return {"method": self.method_name, "generation": generation, "time_s": train_time,
-                    "config": to_dict(cfg), "versions": versions()}
+                    "config": to_dict(cfg), "versions": versions(),
+                    "ema": isinstance(self.method, ema.EMA)}
 
         # On an error (or a second Ctrl-C) a save already in flight still commits (or reports
         # its failure) before the error leaves, so a finished interval is not lost.
@@ -273,9 +297,16 @@ class Runner:
             if force_wait:
                 self.ckpt.wait()
 
+        if cfg.log.tensorboard and self.primary:
+            from ga_gan.tblog import TensorBoard
+            self._tb = TensorBoard(self.out, resume_generation=self.resume_step)
+            runlog.sinks.append(self._tb.scalars)
+        progress = Progress(self.total, generation, enabled=cfg.log.progress and self.primary,
+                            time_budget=cfg.time_budget, train_time=train_time)
         if self.resume_step is None and cfg.log.eval_every:
-            runlog.append({"generation": 0, "time_s": 0.0, **self.evaluate(state)})
-        progress = Progress(self.total, generation, enabled=cfg.log.progress and self.primary)
+            first = {"generation": 0, "time_s": 0.0, **self.evaluate(state)}
+            runlog.append(first)
+            progress.observe(first)
         with stop:
             while generation < self.total:
                 if cfg.time_budget is not None and train_time >= cfg.time_budget:
@@ -319,7 +350,7 @@ class Runner:
                     runlog.plot()
                 if cfg.log.checkpoint_every and generation % cfg.log.checkpoint_every == 0:
                     checkpoint()
-                progress(generation, last)
+                progress(generation, records, train_time)
                 if out_of_time and generation < self.total:
                     stopped_by = "time_budget"
                     break
@@ -332,6 +363,8 @@ class Runner:
             self.save_images(state, generation)
             runlog.plot()
         self.ckpt.close()
+        if self._tb is not None:
+            self._tb.close()
         if stopped_by == "signal":
             log(f"stopped by signal at generation {generation}; checkpoint saved. Resume with: "
                 f"ga-gan {self.method_name} --resume {self.out}")
