@@ -123,7 +123,7 @@ class Runner:
             f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
         self._evaluators = None
         self._step: Callable | None = None
-        self._tb = None
+        self._tb, self._tb_image = None, None
 
     # --- the run folder ---------------------------------------------------------------------
     def _prepare_folder(self, restart: bool) -> int | None:
@@ -236,8 +236,9 @@ class Runner:
         png = grid(images, cols=8)
         save_png(png, self.out / "samples" / f"samples_{generation:07d}.png")
         save_png(png, self.out / "samples.png")
-        if self._tb is not None:
+        if self._tb is not None and self._tb_image != generation:  # the end may repeat one
             self._tb.image("samples", png, generation)
+            self._tb_image = generation
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> RunResult:
