@@ -15,6 +15,8 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
+
 from ga_gan.errors import UserError
 from ga_gan.report import (Run, finite, fd_keys, load_runs, shared_scalars,
                            summary_table, thresholds)
@@ -35,6 +37,20 @@ def _plt():
     return plt
 
 
+SMOOTH_POINTS = 300  # longer per-step curves are drawn as moving averages of this many points
+
+
+def smooth(pts: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) as they are, or a moving average when there are many more points than pixels:
+    per-step GAN scores are too noisy to read otherwise (metrics.jsonl keeps every value)."""
+    x, y = np.asarray(pts, dtype=np.float64).T
+    w = len(x) // SMOOTH_POINTS
+    if w < 2:
+        return x, y
+    kernel = np.ones(w) / w
+    return np.convolve(x, kernel, "valid"), np.convolve(y, kernel, "valid")
+
+
 def curves_png(runs: list[Run], keys: list[str], x: str) -> bytes | None:
     """One panel per shared metric, one line per run, against `x` (generation or time_s)."""
     if not keys:
@@ -47,7 +63,7 @@ def curves_png(runs: list[Run], keys: list[str], x: str) -> bytes | None:
         for run in runs:
             pts = [(r[x], r[k]) for r in run.records if x in r and finite(r.get(k))]
             if pts:
-                ax.plot(*zip(*pts), lw=1, label=run.name)
+                ax.plot(*smooth(pts), lw=1, label=run.name)
         ax.set_title(k, fontsize=10)
         ax.set_xlabel("generation / step" if x == "generation" else "training seconds")
         ax.grid(alpha=0.3)
@@ -116,11 +132,13 @@ def render_html(runs: list[Run], bars: list[float]) -> str:
     parts.append("</table><p>Training seconds are each run's <code>time_s</code> (compilation "
                  "included; Fréchet evaluation, images and checkpoints excluded); <code>eval s"
                  "</code> is the sum of its <code>eval_s</code>. A bar is <i>held</i> from the "
-                 "first evaluation at or below it whose median with the next four is too.</p>")
+                 "first evaluation at or below it whose median with the next four is too. "
+                 f"Curves of more than {2 * SMOOTH_POINTS} points are drawn as moving "
+                 "averages.</p>")
     parts.append("<h2>Latest samples</h2><div class='grids'>")
     for r in runs:
         png = r.grid_png()
-        body = _img(png, f"{r.name} samples", "width:320px;image-rendering:pixelated") \
+        body = _img(png, f"{r.name} samples", "image-rendering:pixelated") \
             if png else "<p>(no samples.png)</p>"
         parts.append(f"<figure><figcaption>{esc(r.name)} at generation "
                      f"{r.records[-1]['generation']:,}</figcaption>{body}</figure>")
