@@ -25,12 +25,15 @@ import math
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# the analysis `ga-gan compare` shares: final / best values, first and held crossings, numbers
+from ga_gan.report import (HELD_WINDOW, curve_summary, fd_keys as _fd_keys,
+                           finite as _finite, first_time, fmt, held_time)
 
 REPO = Path(__file__).resolve().parents[1]
 BIG = 10**6  # generations / steps: the time budget is what stops a run
@@ -48,7 +51,9 @@ class Method:
 # One row per method name usable in --methods.
 HYBRID = {"evolve.mode": "hybrid"}
 METHODS: dict[str, Method] = {
-    "adam": Method("train", {}, "Adam (DCGAN baseline, backprop)"),
+    "adam": Method("train", {}, "Adam (DCGAN baseline, backprop; samples from the EMA "
+                                "generator, the raw one logged as fd_*_raw)"),
+    "adam-noema": Method("train", {"log.ema": 0.0}, "Adam without a generator average"),
     "evolve": Method("evolve", {}, "evolution (evosax, no backprop)"),
     "evolve-lowrank": Method("evolve", {"evolve.g.name": "lowrank_es",
                                         "evolve.d.name": "lowrank_es"},
@@ -189,29 +194,12 @@ def run_method(name: str, method: Method, cfg, dataset, log) -> dict:
     return summarise(name, method, cfg, result, records, fd_keys, wall, final_source)
 
 
-def _fd_keys(records: list[dict]) -> list[str]:
-    keys: list[str] = []
-    for r in records:
-        for k in r:
-            if k.startswith("fd_") and k not in keys:
-                keys.append(k)
-    return keys
-
-
 def summarise(name, method, cfg, result, records, fd_keys, wall, final_source) -> dict:
     last_scores = next((r for r in reversed(records) if "real_score" in r), {})
     curve = [{"generation": r["generation"], "time_s": r["time_s"],
               **{k: r[k] for k in fd_keys if k in r}}
              for r in records if any(k in r for k in fd_keys)]
-    final, best, initial = {}, {}, {}
-    for k in fd_keys:
-        pts = [(p["time_s"], p[k]) for p in curve if k in p and _finite(p[k])]
-        if not pts:
-            continue
-        initial[k] = pts[0][1]
-        final[k] = pts[-1][1]
-        t, v = min(pts, key=lambda tv: tv[1])
-        best[k] = {"value": v, "time_s": t}
+    initial, final, best = curve_summary(curve, fd_keys)
     return {
         "method": name,
         "label": method.label,
@@ -235,34 +223,7 @@ def summarise(name, method, cfg, result, records, fd_keys, wall, final_source) -
     }
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 # --- analysis ---------------------------------------------------------------------------------
-
-
-def first_time(curve: list[dict], key: str, threshold: float) -> float | None:
-    for p in curve:
-        if key in p and _finite(p[key]) and p[key] <= threshold:
-            return p["time_s"]
-    return None
-
-
-HELD_WINDOW = 5  # evaluations whose median must be at or below a bar for it to count as held
-
-
-def held_time(curve: list[dict], key: str, threshold: float,
-              window: int = HELD_WINDOW) -> float | None:
-    """First evaluation at or below the bar from which the median of it and the next
-    window - 1 evaluations is also at or below: a crossing that lasts, not a one-evaluation dip
-    of a noisy curve (never earlier than the first crossing)."""
-    pts = [p for p in curve if key in p and _finite(p[key])]
-    for i in range(len(pts) - window + 1):
-        if pts[i][key] <= threshold and \
-                statistics.median(p[key] for p in pts[i:i + window]) <= threshold:
-            return pts[i]["time_s"]
-    return None
 
 
 def thresholds_for(summaries: list[dict], key: str) -> list[dict]:
@@ -337,16 +298,6 @@ def machine_info() -> dict:
 
 
 # --- outputs ----------------------------------------------------------------------------------
-
-
-def fmt(x, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "—"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    return f"{x:.{digits}g}"
 
 
 def write_markdown(path: Path, report: dict) -> None:

@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--out", required=True, metavar="FILE", help=".png grid or .npz array")
 
+    co = sub.add_parser("compare", help="one report (HTML or PNG) that compares run folders")
+    co.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    co.add_argument("--out", required=True, metavar="FILE",
+                    help="report.html (self-contained) or report.png")
+    co.add_argument("--threshold", type=float, action="append", metavar="FD",
+                    help="a Fréchet-distance bar for the time-to-threshold columns "
+                         "(repeatable; default 2x and 1.25x the best final value)")
+
     add_invert_parser(sub)
     sub.add_parser("configs", help="list the named configs --config NAME accepts")
     return parser
@@ -200,6 +208,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ga_gan.compare import compare
+    print(f"wrote {compare(args.runs, args.out, args.threshold)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
@@ -210,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_invert(args)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_run(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -114,6 +114,10 @@ class LogConfig:
     max_to_keep: int = 3
     steps_per_call: int = 10  # steps dispatched back to back per host sync (same numbers)
     progress: bool = True
+    # generator weight average: decay in [0, 1), 0 = off; None = the method's default (0.999
+    # for train, egan and lamarck; off for pure evolution, whose strategy mean already averages)
+    ema: float | None = None
+    tensorboard: bool = False  # also write scalars, Fréchet distances and grids to <out>/tb/
 
 
 @dataclass

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ga_gan import __version__, cloud, distributed
+from ga_gan import __version__, cloud, distributed, ema
 from ga_gan.checkpoint import Checkpointer, config_mismatch
 from ga_gan.config import RunConfig, load_run_config, to_dict  # noqa: F401 (re-exported)
 from ga_gan.data import Dataset, load_dataset
@@ -36,10 +36,16 @@ from ga_gan.sample import sample_images
 from ga_gan.validate import validate_config
 
 # Keys that measure the wall clock; everything else in metrics.jsonl is deterministic.
-TIMING_KEYS = ("time_s",)
+TIMING_KEYS = ("time_s", "eval_s")
 
 
 def build_method(name: str, gan: GAN, cfg: RunConfig):
+    """The method named `name` (evolve, train), with a generator average when `log.ema` (or
+    the method's default) asks for one."""
+    return ema.with_ema(_base_method(name, gan, cfg), gan, cfg.log.ema)
+
+
+def _base_method(name: str, gan: GAN, cfg: RunConfig):
     if name == "evolve":
         if cfg.evolve.mode == "hybrid":
             from ga_gan.hybrid import build_hybrid
@@ -114,13 +120,14 @@ class Runner:
             f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
         self._evaluators = None
         self._step: Callable | None = None
+        self._tb, self._tb_image = None, None
 
     # --- the run folder ---------------------------------------------------------------------
     def _prepare_folder(self, restart: bool) -> int | None:
         ckpt_dir = checkpoint_dir(self.cfg)
         if restart and self.out.exists() and self.primary:
             for name in ("checkpoints", "metrics.jsonl", "metrics.tmp", "samples", "samples.png",
-                         "curves.png", "config.json"):
+                         "curves.png", "config.json", "tb"):
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
             self.log(f"--restart: cleared {self.out}")
@@ -156,13 +163,16 @@ class Runner:
                 raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
 
         warn = (lambda m: print(m, file=sys.stderr)) if self.primary else (lambda m: None)
-        step, *self._restored = self.ckpt.restore_newest_intact(self._abstract_state(), check,
+        step, *self._restored = self.ckpt.restore_newest_intact(self._abstract_state, check,
                                                                 warn)
         self.log(f"resuming {self.out} from its checkpoint at generation {step}")
         return step
 
-    def _abstract_state(self):
-        abstract = jax.eval_shape(self.method.init, jax.random.key(self.cfg.seed))
+    def _abstract_state(self, meta: dict):
+        """A fresh state's structure, with or without the EMA generator as the checkpoint was
+        saved (checkpoints before log.ema hold no average)."""
+        saved = ema.restore_layout(self.method, self.gan, bool(meta.get("ema")))
+        abstract = jax.eval_shape(saved.init, jax.random.key(self.cfg.seed))
         sharding = distributed.replicated()  # several devices: global, replicated arrays
         return abstract if sharding is None else jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
@@ -214,10 +224,21 @@ class Runner:
         return self._evaluators
 
     def evaluate(self, state) -> dict:
+        """Fréchet distances of the run's generator, with the raw generator's beside them
+        (`fd_*_raw`) when an average is kept, and `eval_s`: the seconds this took."""
         if not self.cfg.log.fd or self.cfg.log.eval_every <= 0:
             return {}
+        t0 = time.perf_counter()
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0xFD)
-        fakes = self.sample(state, self.cfg.log.fd_samples, key)
+        out = self._frechet(self.sample(state, self.cfg.log.fd_samples, key))
+        if isinstance(self.method, ema.EMA):
+            params, stats = distributed.local(self.method.raw_generator(state))
+            raw = self._frechet(sample_images(self.gan, params, stats, key,
+                                              self.cfg.log.fd_samples))
+            out.update({f"{k}_raw": v for k, v in raw.items()})
+        return {**out, "eval_s": round(time.perf_counter() - t0, 3)}
+
+    def _frechet(self, fakes: np.ndarray) -> dict:
         fakes = fakes.astype(np.float32) / 127.5 - 1.0
         return {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
 
@@ -229,6 +250,9 @@ class Runner:
         png = grid(images, cols=8)
         save_png(png, self.out / "samples" / f"samples_{generation:07d}.png")
         save_png(png, self.out / "samples.png")
+        if self._tb is not None and self._tb_image != generation:  # the end may repeat one
+            self._tb.image("samples", png, generation)
+            self._tb_image = generation
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -255,6 +279,7 @@ class Runner:
                             out_shardings=distributed.replicated())(distributed.replicate(key))
         else:  # restored (by _check_resume) into the structure and classes of a fresh state
             state, meta = self._restored
+            state = ema.adapt(self.method, state)
             if mesh is None:
                 state = strong_types(uncommitted(state))
             else:  # as a fresh run's state: global, replicated, strongly typed
@@ -287,7 +312,8 @@ class Runner:
 
         def meta() -> dict:
             return {"method": self.method_name, "generation": generation, "time_s": train_time,
-                    "config": to_dict(cfg), "versions": versions()}
+                    "config": to_dict(cfg), "versions": versions(),
+                    "ema": isinstance(self.method, ema.EMA)}
 
         # On an error (or a second Ctrl-C) a save already in flight still commits (or reports
         # its failure) before the error leaves, so a finished interval is not lost.
@@ -301,9 +327,16 @@ class Runner:
             if force_wait:
                 self.ckpt.wait()
 
+        if cfg.log.tensorboard and self.primary:
+            from ga_gan.tblog import TensorBoard
+            self._tb = TensorBoard(self.out, resume_generation=self.resume_step)
+            runlog.sinks.append(self._tb.scalars)
+        progress = Progress(self.total, generation, enabled=cfg.log.progress and self.primary,
+                            time_budget=cfg.time_budget, train_time=train_time)
         if self.resume_step is None and cfg.log.eval_every:
-            runlog.append({"generation": 0, "time_s": 0.0, **self.evaluate(state)})
-        progress = Progress(self.total, generation, enabled=cfg.log.progress and self.primary)
+            first = {"generation": 0, "time_s": 0.0, **self.evaluate(state)}
+            runlog.append(first)
+            progress.observe(first)
         with stop:
             while generation < self.total:
                 if cfg.time_budget is not None and train_time >= cfg.time_budget:
@@ -347,7 +380,7 @@ class Runner:
                     runlog.plot()
                 if cfg.log.checkpoint_every and generation % cfg.log.checkpoint_every == 0:
                     checkpoint()
-                progress(generation, last)
+                progress(generation, records, train_time)
                 if out_of_time and generation < self.total:
                     stopped_by = "time_budget"
                     break
@@ -360,6 +393,8 @@ class Runner:
             self.save_images(state, generation)
             runlog.plot()
         self.ckpt.close()
+        if self._tb is not None:
+            self._tb.close()
         if stopped_by == "signal":
             elsewhere = (f" (on another machine: --resume {self.ckpt.directory} --out DIR)"
                          if cloud.is_remote(self.ckpt.directory) else "")

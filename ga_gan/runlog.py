@@ -18,6 +18,7 @@ class RunLog:
     def __init__(self, out: Path, *, resume_generation: int | None = None, primary: bool = True):
         self.out, self.primary = Path(out), primary
         self.metrics_path = self.out / "metrics.jsonl"
+        self.sinks: list = []  # more writers of every appended record (TensorBoard)
         if not primary:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,8 @@ class RunLog:
             return
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record, allow_nan=True) + "\n")
+        for sink in self.sinks:
+            sink(record)
 
     def records(self) -> list[dict]:
         return read_metrics(self.metrics_path)

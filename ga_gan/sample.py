@@ -1,7 +1,8 @@
 """Load a run's latest checkpoint and draw images from its generator.
 
 For evolution the generator is the strategy's mean (distribution strategies such as open_es) or
-the fittest member (genetic algorithms); for Adam it is the trained network. Sampling uses eval
+the fittest member (genetic algorithms); for Adam it is the trained network; with `log.ema` it
+is the average of the generator's weights (ga_gan.ema). Sampling uses eval
 mode, i.e. the running BatchNorm statistics kept in the checkpoint.
 """
 
@@ -14,6 +15,7 @@ import math
 import jax
 import numpy as np
 
+from ga_gan import ema
 from ga_gan.checkpoint import Checkpointer
 from ga_gan.errors import UserError
 from ga_gan.data import to_uint8
@@ -36,7 +38,9 @@ def load_generator(run_dir: str | Path):
     if ckpt.latest_step() is None:
         raise UserError(f"no complete checkpoint in {ckpt_dir}")
     key = jax.random.key(cfg.seed)
-    state, _ = ckpt.restore(jax.eval_shape(method.init, key))
+    saved = ema.restore_layout(method, gan, bool(ckpt.read_meta().get("ema")))
+    state, _ = ckpt.restore(jax.eval_shape(saved.init, key))
+    state = ema.adapt(method, state)
     ckpt.close()
     params, stats = method.generator(state)
     return gan, params, stats, cfg, state, method

@@ -79,7 +79,8 @@ def test_json_summary(tiny_digits):
                 "command", "machine", "date"):
         assert key in report
     assert report["dataset"] == "digits" and report["budget"] == 3
-    assert report["fd_metrics"] == ["fd_pixels"]
+    # adam samples from its EMA generator and logs the raw one beside it
+    assert report["fd_metrics"] == ["fd_pixels", "fd_pixels_raw"]
     assert [m["method"] for m in report["methods"]] == ["adam", "evolve"]
     for m in report["methods"]:
         for key in ("runner", "steps", "time_s", "stopped_by", "final", "best", "initial",

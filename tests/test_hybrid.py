@@ -31,8 +31,10 @@ from ga_gan.runlog import read_metrics
 SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
          "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8, "evolve.g.layout": "vmap",
          "evolve.d.layout": "vmap", "evolve.mode": "hybrid"}
+# log.ema=0: these tests swap in the variants' compiled methods; the average is tested in
+# test_ema.py
 QUIET = {"log.progress": False, "log.eval_every": 0, "log.image_every": 0,
-         "log.steps_per_call": 5}
+         "log.steps_per_call": 5, "log.ema": 0.0}
 SCORES = ("real_score", "fake_score", "loss_d", "loss_g")
 KEYS = {
     "egan": SCORES + ("egan_winner", "egan_wins_minimax", "egan_wins_heuristic",
