@@ -184,8 +184,11 @@ class Runner:
 
         return run_n
 
-    def sample(self, state, n: int, key: jax.Array) -> np.ndarray:
-        """n images from the run's generator in eval mode (running BN statistics)."""
+    def sample(self, state, n: int, key: jax.Array, single: bool = False) -> np.ndarray:
+        """n images in eval mode (running BN statistics): from the method's own `sample` when
+        it has one (a mixture of generators), else (or with `single`) from `generator`."""
+        if hasattr(self.method, "sample") and not single:
+            return self.method.sample(state, key, n)
         params, stats = distributed.local(self.method.generator(state))
         return sample_images(self.gan, params, stats, key, n)
 
@@ -205,9 +208,14 @@ class Runner:
         if not self.cfg.log.fd or self.cfg.log.eval_every <= 0:
             return {}
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0xFD)
-        fakes = self.sample(state, self.cfg.log.fd_samples, key)
-        fakes = fakes.astype(np.float32) / 127.5 - 1.0
-        return {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
+        out = {}
+        # a method that samples a mixture also logs its single best generator (`_single`)
+        for single in (False, True) if hasattr(self.method, "sample") else (False,):
+            fakes = self.sample(state, self.cfg.log.fd_samples, key, single=single)
+            fakes = fakes.astype(np.float32) / 127.5 - 1.0
+            out.update({ev.metric_name + ("_single" if single else ""): float(ev(fakes))
+                        for ev in self.evaluators()})
+        return out
 
     def save_images(self, state, generation: int) -> None:
         if not self.primary:

@@ -47,8 +47,11 @@ def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Pa
         raise UserError(f"--out must end in .png or .npz, got {out}")
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
-    gan, params, stats, *_ = load_generator(run_dir)
-    images = sample_images(gan, params, stats, jax.random.key(seed), n)
+    gan, params, stats, _, state, method = load_generator(run_dir)
+    if hasattr(method, "sample"):  # a mixture of generators samples itself
+        images = method.sample(state, jax.random.key(seed), n)
+    else:
+        images = sample_images(gan, params, stats, jax.random.key(seed), n)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         save_png(grid(images), out)
