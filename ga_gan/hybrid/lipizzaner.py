@@ -181,7 +181,7 @@ class Lipizzaner:
         gan, h, batch = self.gan, self.h, self.cfg.batch
 
         def one_round(carry, k_round):  # scanned: one compiled round whatever k is
-            g, d, drawn = carry
+            g, d = carry
             k_ds, k_g, k_j = jax.random.split(k_round, 3)
             for k in jax.random.split(k_ds, h.k_d):
                 k_real, k_z, k_opp = jax.random.split(k, 3)
@@ -196,10 +196,10 @@ class Lipizzaner:
                 d = (dp, ds, do)
             i = jax.random.randint(k_j, (), 0, M.NEIGHBOURS)
             g, idx = self._g_step(k_g, g, _pick(i, d[:2], d_nbr), g_lr)
-            return (g, d, drawn.at[idx].add(1)), None
+            return (g, d), idx
 
-        drawn = jnp.zeros((len(self.losses),), jnp.int32)
-        return jax.lax.scan(one_round, (g, d, drawn), jax.random.split(key, h.k))[0]
+        (g, d), drawn = jax.lax.scan(one_round, (g, d), jax.random.split(key, h.k))
+        return g, d, jnp.sum(drawn[:, None] == jnp.arange(len(self.losses)), 0)
 
     def _train(self, state: GridState, key: jax.Array, data):
         nb = lambda tree: _take(tree, self.nbr)  # (cells, 5, ...)
