@@ -8,7 +8,6 @@ and shared by the learning, sampling and Runner tests; the CLI tests run the oth
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
