@@ -50,6 +50,7 @@ class Method:
 
 # One row per method name usable in --methods.
 HYBRID = {"evolve.mode": "hybrid"}
+LIPIZZANER = {"evolve.hybrid.k": 20, "evolve.hybrid.lr_sigma": 2e-5}
 METHODS: dict[str, Method] = {
     "adam": Method("train", {}, "Adam (DCGAN baseline, backprop; samples from the EMA "
                                 "generator, the raw one logged as fd_*_raw)"),
@@ -64,6 +65,15 @@ METHODS: dict[str, Method] = {
                             "hybrid: D by Adam, G evolved (evosax)"),
     "hybrid-lamarck": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "lamarck"},
                              "hybrid: evosax populations + Adam steps on their means"),
+    # spatial coevolution: a 2x2 torus, 20 Adam rounds per cell between selections; a smaller
+    # lr mutation step than the papers' 1e-4, whose generation is a whole epoch
+    "hybrid-lipizzaner": Method("evolve", {**HYBRID, **LIPIZZANER,
+                                           "evolve.hybrid.variant": "lipizzaner"},
+                                "Lipizzaner: 2x2 grid of Adam-trained G/D cells, selection, "
+                                "mixture of generators"),
+    "hybrid-mustangs": Method("evolve", {**HYBRID, **LIPIZZANER,
+                                         "evolve.hybrid.variant": "mustangs"},
+                              "Mustangs: Lipizzaner with a random G loss per step"),
 }
 
 # The reference that the thresholds and ratios are measured against (when it is run).
@@ -92,7 +102,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec("ga_gan/configs/mnist.toml", 180, {},
                          {"train": 75, "evolve": 0.8, "evolve-lowrank": 4, "hybrid-egan": 55,
                           "hybrid-adam-d": 3.5,
-                          "hybrid-lamarck": 1.8}, points=12),
+                          "hybrid-lamarck": 1.8, "hybrid-lipizzaner": 0.8,
+                          "hybrid-mustangs": 0.8}, points=12),
     "anime": DatasetSpec("ga_gan/configs/anime-cpu.toml", 600, {"data.limit": 2000},
                          {"train": 5, "evolve": 2}, points=12),
 }

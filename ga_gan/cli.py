@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "kernel's perturbation (default 4)")
     ev.add_argument("--mode", help="evolve (default) | hybrid")
     ev.add_argument("--hybrid", metavar="VARIANT",
-                    help="with --mode hybrid: egan | adam-d | lamarck")
+                    help="with --mode hybrid: egan | adam-d | lamarck | lipizzaner | mustangs")
 
     tr = sub.add_parser("train", help="the Adam DCGAN baseline on the same nets and data")
     _common(tr, "--steps")

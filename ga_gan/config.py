@@ -67,7 +67,7 @@ class StrategyConfig:
 class HybridConfig:
     """Evolution and gradient descent together (`--mode hybrid --hybrid VARIANT`)."""
 
-    variant: str = "egan"  # egan | adam-d | lamarck (egan: the only one competitive with Adam)
+    variant: str = "egan"  # egan | adam-d | lamarck | lipizzaner | mustangs
     k: int = 1  # G gradient steps: per child (egan) or on each strategy mean (lamarck)
     k_d: int = 1  # D Adam steps per generation (egan, adam-d; lamarck: on the D mean)
     lr_g: float = 2e-4
@@ -76,6 +76,15 @@ class HybridConfig:
     mu: int = 1  # egan: surviving parents
     losses: tuple[str, ...] = ("minimax", "heuristic", "least_squares")  # egan mutations
     gamma: float = 0.001  # egan: weight of the diversity term Fd
+    # lipizzaner / mustangs (spatial coevolution, ga_gan.hybrid.lipizzaner)
+    grid: tuple[int, ...] = (2, 2)  # rows, cols of the torus of (G, D) cells
+    lr_prob: float = 0.5  # probability of a learning-rate mutation per network and generation
+    lr_sigma: float = 1e-4  # its normal step (the result is clipped to stay positive)
+    mix_every: int = 10  # (1+1)-ES on each neighbourhood's mixture weights every N (0 = off)
+    mix_sigma: float = 0.01  # the ES's mutation step on the weights
+    mix_steps: int = 10  # ES iterations per event
+    mix_samples: int = 256  # images per generator (and real images) for the ES's Fréchet distance
+    mix_dims: int = 64  # that distance's features: pixels on a fixed random basis of N dims
 
 
 @dataclass

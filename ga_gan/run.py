@@ -206,8 +206,11 @@ class Runner:
 
         return run_n
 
-    def sample(self, state, n: int, key: jax.Array) -> np.ndarray:
-        """n images from the run's generator in eval mode (running BN statistics)."""
+    def sample(self, state, n: int, key: jax.Array, single: bool = False) -> np.ndarray:
+        """n images in eval mode (running BN statistics): from the method's own `sample` when
+        it has one (a mixture of generators), else (or with `single`) from `generator`."""
+        if hasattr(self.method, "sample") and not single:
+            return self.method.sample(state, key, n)
         params, stats = distributed.local(self.method.generator(state))
         return sample_images(self.gan, params, stats, key, n)
 
@@ -230,7 +233,11 @@ class Runner:
             return {}
         t0 = time.perf_counter()
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0xFD)
-        out = self._frechet(self.sample(state, self.cfg.log.fd_samples, key))
+        out = {}
+        # a method that samples a mixture also logs its single best generator (`_single`)
+        for single in (False, True) if hasattr(self.method, "sample") else (False,):
+            fds = self._frechet(self.sample(state, self.cfg.log.fd_samples, key, single=single))
+            out.update({k + ("_single" if single else ""): v for k, v in fds.items()})
         if isinstance(self.method, ema.EMA):
             params, stats = distributed.local(self.method.raw_generator(state))
             raw = self._frechet(sample_images(self.gan, params, stats, key,

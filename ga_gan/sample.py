@@ -54,8 +54,11 @@ def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Pa
         raise UserError(f"--n must be at least 1, got {n}")
     check_seed(seed)
     writable_file(out)  # before the checkpoint is restored, not after
-    gan, params, stats, *_ = load_generator(run_dir)
-    images = sample_images(gan, params, stats, jax.random.key(seed), n)
+    gan, params, stats, _, state, method = load_generator(run_dir)
+    if hasattr(method, "sample"):  # a mixture of generators samples itself
+        images = method.sample(state, jax.random.key(seed), n)
+    else:
+        images = sample_images(gan, params, stats, jax.random.key(seed), n)
     if out.suffix == ".png":
         save_png(grid(images), out)
     else:

@@ -137,7 +137,7 @@ def test_unknown_variant_is_a_user_error_naming_the_valid_ones():
     cfg = small_cfg("nope")
     with pytest.raises(UserError, match="egan, adam-d, lamarck"):
         build_hybrid(make_gan(cfg.model), cfg.evolve)
-    assert set(VARIANTS) == {"egan", "adam-d", "lamarck"}
+    assert set(VARIANTS) == {"egan", "adam-d", "lamarck", "lipizzaner", "mustangs"}
 
 
 def test_bad_hybrid_settings_are_user_errors():

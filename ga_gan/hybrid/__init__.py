@@ -9,6 +9,9 @@ Runner gives all of them the same run folder, logging, checkpoints and benchmark
   adam-d   D trained by Adam, G evolved by any evosax strategy        (ga_gan.hybrid.adam_d)
   lamarck  both evosax populations, plus Adam steps on each strategy mean that are written
            back into the strategy (evolution explores, gradients refine) (ga_gan.hybrid.lamarck)
+  lipizzaner  a torus of (G, D) cells trained by Adam against their neighbourhoods, with
+           selection, lr mutation and an evolved mixture of generators (ga_gan.hybrid.lipizzaner)
+  mustangs lipizzaner plus E-GAN's loss mutation (a random G loss per step and cell)
 """
 
 from __future__ import annotations
@@ -40,11 +43,18 @@ def _lamarck(gan: GAN, cfg: EvolveConfig):
     return Lamarck(gan, cfg)
 
 
-VARIANTS: dict[str, Callable] = {"egan": _egan, "adam-d": _adam_d, "lamarck": _lamarck}
+def _lipizzaner(gan: GAN, cfg: EvolveConfig, mustangs: bool = False):
+    from ga_gan.hybrid.lipizzaner import Lipizzaner
+    return Lipizzaner(gan, cfg, mustangs=mustangs)
+
+
+VARIANTS: dict[str, Callable] = {"egan": _egan, "adam-d": _adam_d, "lamarck": _lamarck,
+                                 "lipizzaner": _lipizzaner,
+                                 "mustangs": lambda gan, cfg: _lipizzaner(gan, cfg, True)}
 
 
 def build_hybrid(gan: GAN, evolve_cfg: EvolveConfig):
-    """The hybrid method named by `evolve_cfg.hybrid.variant` (egan | adam-d | lamarck)."""
+    """The hybrid method named by `evolve_cfg.hybrid.variant` (one of VARIANTS)."""
     name = evolve_cfg.hybrid.variant.strip().lower().replace("_", "-")
     if name not in VARIANTS:
         raise UserError(f"unknown hybrid variant '{evolve_cfg.hybrid.variant}' "
