@@ -72,6 +72,9 @@ class EvolveConfig:
     d: StrategyConfig = field(default_factory=lambda: StrategyConfig(lr=0.003))
     batch: int = 128  # real images and latents per generation (shared by every member)
     generations: int = 3000
+    d_every: int = 1  # the D population evolves every k-th generation (k > 1: a D handicap)
+    hall_of_fame: int = 0  # G also plays this many past D means (0: the current D mean only)
+    hall_every: int = 10  # generations between two D means stored in the hall of fame
     mode: str = "evolve"  # evolve (pure evolution) | hybrid (see `hybrid`)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
 
@@ -95,6 +98,7 @@ class LogConfig:
     image_every: int = 500  # sample grid + curves plot every N
     eval_every: int = 100  # Fréchet distance every N (0 = off)
     fd: tuple[str, ...] = ("pixels",)  # feature extractors: pixels | classifier | inception
+    scores: tuple[str, ...] = ()  # "classifier": classifier_score, classes_covered, confident
     fd_samples: int = 2048
     inception_weights: str | None = None
     checkpoint_every: int = 500  # 0 = only at the end / on signals
