@@ -52,7 +52,8 @@ def table(report: dict) -> str:
     times = report["times"]
     head = ["lever", "change", "gens", "gens/s"]
     head += [f"fd_classifier @{t:g}s" for t in times] + [f"score @{t:g}s" for t in times]
-    head += ["final fd_pixels", "classes", "confident", "real / fake score"]
+    head += ["final fd_classifier", "final score", "final fd_pixels", "classes", "confident",
+             "real / fake score"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in report["rows"]:
         c = s["curve"]
@@ -62,7 +63,8 @@ def table(report: dict) -> str:
                f"{s['steps'] / max(s['time_s'], 1e-9):.2f}"]
         row += [sbs.fmt(value_at(c, "fd_classifier", t)) for t in times]
         row += [sbs.fmt(value_at(c, "classifier_score", t)) for t in times]
-        row += [sbs.fmt(fin.get("fd_pixels")), sbs.fmt(fin.get("classes_covered")),
+        row += [sbs.fmt(fin.get("fd_classifier")), sbs.fmt(fin.get("classifier_score")),
+                sbs.fmt(fin.get("fd_pixels")), sbs.fmt(fin.get("classes_covered")),
                 sbs.fmt(fin.get("confident")),
                 f"{sbs.fmt(sc.get('real_score'))} / {sbs.fmt(sc.get('fake_score'))}"]
         lines.append("| " + " | ".join(row) + " |")
@@ -78,7 +80,9 @@ def write_markdown(path: Path, report: dict) -> None:
             f"(`{sbs.DATASETS[report['dataset']].config}`); values at a time are the last "
             "evaluation at or before it; `final` values come from the run's last state. "
             "Training seconds are the Runner's `time_s` (compilation included, evaluation "
-            "excluded).", "", "## Reproduce", "", "```", report["command"], "```", "",
+            "excluded). `final` is measured after the budget ran out, at the run's last "
+            "generation (its time_s is slightly above the budget).", *report.get("notes", []),
+            "", "## Reproduce", "", "```", report["command"], "```", "",
             "## Machine", "",
             f"- {m.get('cores', '?')} cores, jax backend `{m.get('backend', '?')}`; load "
             f"average before / after: {report['load_before']} / {report['load_after']}",
@@ -100,6 +104,8 @@ def parse_args(argv):
     p.add_argument("--fd-samples", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rewrite the .md from <out>/evolve_ablation.json")
     return p.parse_args(argv)
 
 
@@ -107,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.report_only:
+        out = Path(args.out)
+        write_markdown(out / "evolve_ablation.md",
+                       json.loads((out / "evolve_ablation.json").read_text()))
+        print((out / "evolve_ablation.md").read_text())
+        return 0
     names = [n.strip() for n in args.levers.split(",") if n.strip()]
     if not names or any(n not in LEVERS for n in names):
         print(f"error: unknown lever in {args.levers!r}; known: {', '.join(LEVERS)}",
