@@ -30,7 +30,8 @@ from ga_gan.runlog import read_metrics
 
 SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
          "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8, "evolve.g.layout": "vmap",
-         "evolve.d.layout": "vmap", "evolve.mode": "hybrid"}
+         "evolve.d.layout": "vmap", "evolve.mode": "hybrid",
+         "evolve.g.fitness": "bce"}
 QUIET = {"log.progress": False, "log.eval_every": 0, "log.image_every": 0,
          "log.steps_per_call": 5}
 SCORES = ("real_score", "fake_score", "loss_d", "loss_g")
