@@ -106,6 +106,11 @@ DATASETS: dict[str, DatasetSpec] = {
                           "hybrid-mustangs": 0.8}, points=12),
     "anime": DatasetSpec("ga_gan/configs/anime-cpu.toml", 600, {"data.limit": 2000},
                          {"train": 5, "evolve": 2}, points=12),
+    # the evolution-sized nets (DCGAN width 0.0625, latent 16; low-rank ES pop 256, batch 16)
+    "mnist-evolve": DatasetSpec("ga_gan/configs/mnist-evolve.toml", 300, {},
+                                {"train": 60, "evolve": 2.5}, points=12),
+    "anime-evolve": DatasetSpec("ga_gan/configs/anime-evolve.toml", 600, {"data.limit": 2000},
+                                {"train": 10, "evolve": 2}, points=12),
 }
 
 
@@ -207,8 +212,10 @@ def run_method(name: str, method: Method, cfg, dataset, log) -> dict:
 
 def summarise(name, method, cfg, result, records, fd_keys, wall, final_source) -> dict:
     last_scores = next((r for r in reversed(records) if "real_score" in r), {})
+    # classifier_score & co. (log.scores) ride along with the Fréchet distances
+    keep = list(fd_keys) + ["classifier_score", "classes_covered", "confident"]
     curve = [{"generation": r["generation"], "time_s": r["time_s"],
-              **{k: r[k] for k in fd_keys if k in r}}
+              **{k: r[k] for k in keep if k in r}}
              for r in records if any(k in r for k in fd_keys)]
     initial, final, best = curve_summary(curve, fd_keys)
     return {

@@ -27,7 +27,7 @@ class Parser(argparse.ArgumentParser):
 
 def _common(p: argparse.ArgumentParser, steps_flag: str) -> None:
     p.add_argument("--config", help="TOML config file, or a shipped config's name: "
-                                    "digits, mnist, anime, anime-cpu")
+                                    "digits, mnist, mnist-evolve, anime, anime-cpu, anime-evolve")
     p.add_argument("--data", metavar="KIND:PATH",
                    help="digits | mnist:DIR | cifar:DIR | folder:DIR (default: digits)")
     p.add_argument(steps_flag, type=int, dest="steps", metavar="N",

@@ -47,6 +47,24 @@ class GAN:
     def discriminate(self, d_params, d_stats, x, train: bool = True):
         return _apply(self.D, d_params, d_stats, x, train)
 
+    def discriminate_features(self, d_params, d_stats, x, train: bool = True):
+        """(logits, features (B, F), stats): features are the input of D's final Dense layer
+        (every D in `ga_gan.models` ends with `dense(1)` on its flattened last activations),
+        captured by intercepting Dense calls; the last Dense called is the logit layer."""
+        captured = []
+
+        def hook(next_fun, args, kwargs, context):
+            if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
+                captured.append(args[0] if args else kwargs["inputs"])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(hook):
+            logits, stats = self.discriminate(d_params, d_stats, x, train)
+        if not captured:
+            raise ValueError("the discriminator has no Dense layer to take features from")
+        f = captured[-1]
+        return logits, f.reshape(f.shape[0], -1), stats
+
     def init(self, key: jax.Array):
         """Fresh (g_variables, d_variables), each {'params': ..., 'batch_stats': ... or {}}."""
         g_vars, d_vars = init_gan(self.cfg, key)

@@ -119,6 +119,7 @@ class Runner:
             f"{self.dataset.images.shape[1:]}; G {self.gan.g_size:,} params, "
             f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
         self._evaluators = None
+        self._scorers = None
         self._step: Callable | None = None
         self._tb, self._tb_image = None, None
 
@@ -226,10 +227,18 @@ class Runner:
                 for name in self.cfg.log.fd]
         return self._evaluators
 
+    def scorers(self):
+        if self._scorers is None:
+            from ga_gan.metrics.score import make_scorers
+            self._scorers = make_scorers(self.cfg.log.scores, self.dataset.images.shape[1:],
+                                         dataset_name=self.dataset.name,
+                                         labelled_dataset=self.dataset, log=self.log)
+        return self._scorers
+
     def evaluate(self, state) -> dict:
         """Fréchet distances of the run's generator, with the raw generator's beside them
         (`fd_*_raw`) when an average is kept, and `eval_s`: the seconds this took."""
-        if not self.cfg.log.fd or self.cfg.log.eval_every <= 0:
+        if not (self.cfg.log.fd or self.cfg.log.scores) or self.cfg.log.eval_every <= 0:
             return {}
         t0 = time.perf_counter()
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0xFD)
@@ -247,7 +256,10 @@ class Runner:
 
     def _frechet(self, fakes: np.ndarray) -> dict:
         fakes = fakes.astype(np.float32) / 127.5 - 1.0
-        return {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
+        out = {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
+        for scorer in self.scorers():  # classifier_score, classes_covered, confident
+            out.update(scorer(fakes))
+        return out
 
     def save_images(self, state, generation: int) -> None:
         if not self.primary:

@@ -21,7 +21,8 @@ from ga_gan.gan import make_gan
 from ga_gan.run import Runner, strong_types
 
 SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
-         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8}
+         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8,
+         "evolve.g.fitness": "bce"}
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ from ga_gan.runlog import read_metrics
 
 SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
          "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8, "evolve.g.layout": "vmap",
-         "evolve.d.layout": "vmap", "evolve.mode": "hybrid"}
+         "evolve.d.layout": "vmap", "evolve.mode": "hybrid",
+         "evolve.g.fitness": "bce"}
 # log.ema=0: these tests swap in the variants' compiled methods; the average is tested in
 # test_ema.py
 QUIET = {"log.progress": False, "log.eval_every": 0, "log.image_every": 0,

@@ -27,7 +27,7 @@ from ga_gan.gan import make_gan
 from ga_gan.run import Runner, strong_types
 
 SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
-         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8,
+         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8, "evolve.g.fitness": "bce",
          "evolve.g.name": "lowrank_es", "evolve.d.name": "lowrank_es",
          "evolve.g.rank": 2, "evolve.d.rank": 2}
 

@@ -179,3 +179,41 @@ def test_classifier_is_accurate_on_held_out_mnist(tmp_path):
     _, acc = clf.train_classifier(train, test, seed=0, log=print)
     print(f"mnist classifier: accuracy {acc:.4f} in {time.perf_counter() - t0:.1f}s")
     assert acc > 0.95
+
+
+# --- classifier_score ---------------------------------------------------------------------------
+
+
+def test_scores_from_probs_extremes():
+    from ga_gan.metrics.score import scores_from_probs
+
+    confident_balanced = np.eye(10)[np.arange(1000) % 10]
+    s = scores_from_probs(confident_balanced)
+    assert s["classifier_score"] == pytest.approx(10, rel=1e-6)
+    assert s["classes_covered"] == 10 and s["confident"] == 1.0
+    one_class = np.eye(10)[np.zeros(1000, int)]  # confident but all the same digit
+    s = scores_from_probs(one_class)
+    assert s["classifier_score"] == pytest.approx(1, rel=1e-6) and s["classes_covered"] == 1
+    ambiguous = np.full((1000, 10), 0.1)
+    s = scores_from_probs(ambiguous)
+    assert s["classifier_score"] == pytest.approx(1, rel=1e-6) and s["confident"] == 0.0
+
+
+def test_classifier_score_real_digits_near_ceiling_noise_near_one(digits_classifier, monkeypatch):
+    from ga_gan.metrics.score import ClassifierScorer, make_scorers
+
+    cache, train, test, acc = digits_classifier
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: pytest.fail("retrained despite cache"))
+    scorer = ClassifierScorer(train.images.shape[1:], dataset_name="digits", cache_dir=cache, log=quiet)
+    real = scorer(model_range(test.images))
+    print(f"classifier_score on {len(test.images)} held-out digits: {real}")
+    assert real["classifier_score"] > 8.5  # ceiling 10: balanced classes, confident
+    assert real["classes_covered"] == 10 and real["confident"] > 0.85
+    # iid noise is out of distribution: an uncalibrated CNN still spreads it over a few classes
+    # (measured 2.67 on digits), rarely confidently; a collapsed generator scores exactly 1.
+    noise = scorer(noise_like(test.images))
+    assert noise["classifier_score"] < 3.0 and noise["confident"] < 0.3
+    collapsed = scorer(np.broadcast_to(model_range(test.images[:1]), test.images.shape))
+    assert collapsed["classifier_score"] == pytest.approx(1.0) and collapsed["classes_covered"] == 1
+    with pytest.raises(UserError, match="log.scores"):
+        make_scorers(("inception",), (8, 8, 1), dataset_name="digits", cache_dir=cache)

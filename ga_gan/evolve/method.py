@@ -7,6 +7,10 @@ One generation, a pure function of (state, data):
   3. G population: each member i is scored on how well G_i(z) fools the updated D mean;
   4. the running BatchNorm statistics of both means are refreshed by one train-mode forward.
 Members always run in train mode, so each uses its own batch statistics.
+
+Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generation, a handicap
+for a D that wins), `hall_of_fame` (G also plays past D means, `ga_gan.evolve.opponents`),
+`g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from ga_gan.config import EvolveConfig, StrategyConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.evolve import fitness as F
+from ga_gan.evolve.opponents import HallOfFame, init_hall, opponents, update_hall, weighted_score
 from ga_gan.evolve.lowrank import NAME as LOWRANK, LowRankES, evaluate_lowrank, make_lowrank
 from ga_gan.evolve.strategies import Strategy, make_strategy
-from ga_gan.gan import GAN
+from ga_gan.gan import GAN, strong_types
 
 
 @struct.dataclass
@@ -35,6 +40,7 @@ class EvolveState:
     d: Any  # evosax state of the discriminator population
     g_stats: Any  # running BatchNorm statistics of the generator mean
     d_stats: Any
+    hall: HallOfFame | None = None  # past D means (evolve.hall_of_fame > 0)
 
 
 def resolve_layout(layout: str, model_name: str, lowrank: bool = False) -> str:
@@ -98,16 +104,22 @@ class Evolve:
         self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, _is_lowrank(cfg.g))
         self.layout_d = resolve_layout(cfg.d.layout, gan.cfg.name, _is_lowrank(cfg.d))
         self.d_objective, self.d_higher = F.objective("d", cfg.d.fitness)
-        self.g_objective, self.g_higher = F.objective("g", cfg.g.fitness)
+        self.g_objective, self.g_higher, self.g_features = F.g_objective(cfg.g.fitness)
+        if cfg.d_every < 1 or cfg.hall_of_fame < 0 or cfg.hall_every < 1:
+            raise UserError(f"evolve.d_every and evolve.hall_every must be >= 1 and "
+                            f"evolve.hall_of_fame >= 0, got {cfg.d_every}, {cfg.hall_every}, "
+                            f"{cfg.hall_of_fame}")
 
     def init(self, key: jax.Array) -> EvolveState:
         k_net, k_g, k_d, k_run = jax.random.split(key, 4)
         g_vars, d_vars = self.gan.init(k_net)
         g0, _ = ravel_pytree(g_vars["params"])
         d0, _ = ravel_pytree(d_vars["params"])
+        hall = init_hall(d0, self.cfg.hall_of_fame) if self.cfg.hall_of_fame else None
         return EvolveState(generation=jnp.zeros((), jnp.int32), key=k_run,
                            g=self.sg.init(k_g, g0), d=self.sd.init(k_d, d0),
-                           g_stats=g_vars["batch_stats"], d_stats=d_vars["batch_stats"])
+                           g_stats=g_vars["batch_stats"], d_stats=d_vars["batch_stats"],
+                           hall=hall)
 
     # --- what the rest of ga-gan needs to know about a state -------------------------------
     def generator(self, state: EvolveState):
@@ -119,6 +131,49 @@ class Evolve:
         return self.gan.unravel_d(self.sd.center(state.d)), state.d_stats
 
     # --- one generation ---------------------------------------------------------------------
+    def _d_generation(self, state: EvolveState, real, fake, k_ask, k_tell):
+        """The D population's generation against `fake` (images of the G mean); on generations
+        where D rests (`d_every`) the D state is kept and its fitness reads 0."""
+        gan = self.gan
+
+        def d_member(p):
+            real_logits, _ = gan.discriminate(p, state.d_stats, real)
+            fake_logits, _ = gan.discriminate(p, state.d_stats, fake)
+            return F.to_minimise(self.d_objective(real_logits, fake_logits), self.d_higher)
+
+        def evolve_d(_):
+            fit, d_state = population_generation(self.sd, state.d, gan.unravel_d, d_member,
+                                                 self.layout_d, self.cfg.d.chunk, k_ask, k_tell)
+            return strong_types((fit, d_state))
+
+        if self.cfg.d_every == 1:
+            return evolve_d(None)
+        rest = lambda _: strong_types((jnp.zeros(self.sd.population_size), state.d))
+        return jax.lax.cond(state.generation % self.cfg.d_every == 0, evolve_d, rest, None)
+
+    def _g_member_fitness(self, state: EvolveState, d_flat, real, z):
+        """member_fitness(G params) against the D mean (and the hall of fame, if any)."""
+        gan = self.gan
+        ds, weights = opponents(d_flat, state.hall)
+        if self.g_features:  # each opponent's mean features of this generation's real batch
+            real_f = jax.lax.map(lambda d: jnp.mean(gan.discriminate_features(
+                gan.unravel_d(d), state.d_stats, real)[1], 0, keepdims=True), ds)
+        else:
+            real_f = jnp.zeros((ds.shape[0],))
+
+        def g_member(p):
+            images, _ = gan.generate(p, state.g_stats, z)
+
+            def score(d, rf):
+                logits, feats, _ = gan.discriminate_features(gan.unravel_d(d), state.d_stats,
+                                                             images)
+                return self.g_objective(logits, feats, rf)
+
+            value = weighted_score(score, ds, real_f, weights)
+            return F.to_minimise(value, self.g_higher)
+
+        return g_member
+
     def step(self, state: EvolveState, data: jax.Array) -> tuple[EvolveState, dict]:
         gan = self.gan
         key, k_x, k_z, k_ask_d, k_tell_d, k_ask_g, k_tell_g = jax.random.split(state.key, 7)
@@ -129,21 +184,12 @@ class Evolve:
         fake, _ = gan.generate(g_params, g_stats, z, train=True)
 
         # Discriminator generation against the current generator mean.
-        def d_member(p):
-            real_logits, _ = gan.discriminate(p, state.d_stats, real)
-            fake_logits, _ = gan.discriminate(p, state.d_stats, fake)
-            return F.to_minimise(self.d_objective(real_logits, fake_logits), self.d_higher)
+        d_fit, d_state = self._d_generation(state, real, fake, k_ask_d, k_tell_d)
+        d_flat = self.sd.center(d_state)
+        d_params = gan.unravel_d(d_flat)
 
-        d_fit, d_state = population_generation(self.sd, state.d, gan.unravel_d, d_member,
-                                          self.layout_d, self.cfg.d.chunk, k_ask_d, k_tell_d)
-        d_params = gan.unravel_d(self.sd.center(d_state))
-
-        # Generator generation against the updated discriminator mean.
-        def g_member(p):
-            images, _ = gan.generate(p, state.g_stats, z)
-            fake_logits, _ = gan.discriminate(d_params, state.d_stats, images)
-            return F.to_minimise(self.g_objective(fake_logits), self.g_higher)
-
+        # Generator generation against the updated discriminator mean (and the hall of fame).
+        g_member = self._g_member_fitness(state, d_flat, real, z)
         g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
                                           self.layout_g, self.cfg.g.chunk, k_ask_g, k_tell_g)
         g_params = gan.unravel_g(self.sg.center(g_state))
@@ -160,6 +206,9 @@ class Evolve:
             **_summary("fitness_d", d_fit),
             **_summary("fitness_g", g_fit),
         }
-        new = EvolveState(generation=state.generation + 1, key=key, g=g_state, d=d_state,
-                          g_stats=g_stats, d_stats=d_stats)
+        generation = state.generation + 1
+        hall = (None if state.hall is None else
+                update_hall(state.hall, d_flat, generation, self.cfg.hall_every))
+        new = EvolveState(generation=generation, key=key, g=g_state, d=d_state,
+                          g_stats=g_stats, d_stats=d_stats, hall=hall)
         return new, metrics

@@ -50,7 +50,7 @@ class AdamD:
         g_shapes = lambda: jax.eval_shape(gan.init, jax.random.key(0))[0]["params"]
         self.sg = _build(cfg.g, gan.g_size, g_shapes)
         self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, _is_lowrank(cfg.g))
-        self.g_objective, self.g_higher = F.objective("g", cfg.g.fitness)
+        self.g_objective, self.g_higher, _ = F.g_objective(cfg.g.fitness)
         self.opt_d = adam(h.lr_d, h.beta1)
 
     def init(self, key: jax.Array) -> AdamDState:
@@ -84,10 +84,12 @@ class AdamD:
         real = sample_batch(k_x, data, batch)
         z = gan.latents(k_z, batch)
 
+        real_f = gan.discriminate_features(d_params, d_stats, real)[1]  # feature matching
+
         def g_member(p):
             images, _ = gan.generate(p, g_stats, z)
-            fake_logits, _ = gan.discriminate(d_params, d_stats, images)
-            return F.to_minimise(self.g_objective(fake_logits), self.g_higher)
+            fake_logits, fake_f, _ = gan.discriminate_features(d_params, d_stats, images)
+            return F.to_minimise(self.g_objective(fake_logits, fake_f, real_f), self.g_higher)
 
         g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
                                                self.layout_g, self.cfg.g.chunk, k_ask, k_tell)

@@ -174,28 +174,14 @@ def _load_run(run_dir):
 
 
 def discriminator_features(gan, d_params, d_stats) -> Callable:
-    """Pure ``x (B, H, W, C) -> (B, F)``: the input of D's final Dense layer, eval mode.
-
-    Every discriminator in ``ga_gan.models`` ends with ``dense(1)`` on flattened activations
-    (after the last LeakyReLU), so that input is the penultimate representation. It is captured
-    by intercepting Dense calls while D runs; the last Dense called is the logit layer.
-    """
-    import flax.linen as nn
+    """Pure ``x (B, H, W, C) -> (B, F)``: the input of D's final Dense layer, eval mode
+    (`GAN.discriminate_features`)."""
 
     def features(x):
-        captured = []
-
-        def hook(next_fun, args, kwargs, context):
-            if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
-                captured.append(args[0])
-            return next_fun(*args, **kwargs)
-
-        with nn.intercept_methods(hook):
-            gan.discriminate(d_params, d_stats, x, train=False)
-        if not captured:
-            raise UserError("the discriminator has no Dense layer to take features from")
-        f = captured[-1]
-        return f.reshape(f.shape[0], -1)
+        try:
+            return gan.discriminate_features(d_params, d_stats, x, train=False)[1]
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
     return features
 

@@ -1,0 +1,115 @@
+"""Arms-race levers of pure evolution: hall of fame, feature matching, D:G generation ratio."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from ga_gan.config import RunConfig, apply_overrides
+from ga_gan.data import load_dataset, sample_batch
+from ga_gan.errors import UserError
+from ga_gan.evolve import fitness as F
+from ga_gan.evolve.method import Evolve
+from ga_gan.evolve.opponents import init_hall, update_hall
+from ga_gan.gan import make_gan, strong_types
+
+SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
+         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8,
+         "evolve.g.fitness": "bce"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return jnp.asarray(load_dataset("digits", split="all", log=lambda *_: None).images)
+
+
+def method(**over):
+    cfg = apply_overrides(RunConfig(), {**SMALL, **over})
+    return Evolve(make_gan(cfg.model), cfg.evolve)
+
+
+def run(m, data, n, state=None):
+    state = strong_types(m.init(jax.random.key(0))) if state is None else state
+    step = jax.jit(lambda s, x: m.step(s, x))
+    for _ in range(n):
+        state, _ = step(state, data)
+    return state
+
+
+def test_hall_of_fame_ring_stores_every_kth_mean():
+    hall = init_hall(jnp.zeros(3), size=2)
+    for g in range(1, 8):  # generations 2, 4, 6 store; the third overwrites the oldest slot
+        hall = update_hall(hall, jnp.full(3, float(g)), jnp.asarray(g), every=2)
+    assert int(hall.count) == 2
+    np.testing.assert_array_equal(hall.members[:, 0], [6.0, 4.0])
+
+
+def test_hall_of_fame_fitness_differs_from_d_mean_fitness(digits):
+    m = method(**{"evolve.hall_of_fame": 3, "evolve.hall_every": 2})
+    state = run(m, digits, 6)
+    assert int(state.hall.count) == 3
+    real = sample_batch(jax.random.key(1), digits, 32)
+    z = m.gan.latents(jax.random.key(2), 32)
+    d_flat = m.sd.center(state.d)
+    g_params = m.generator(state)[0]
+    # past Ds that judge differently from the current one: their logit bias shifted
+    def shifted(flat, b):
+        tree = jax.tree.map(lambda x: x + b if x.shape == (1,) else x, m.gan.unravel_d(flat))
+        return ravel_pytree(tree)[0]
+
+    hall = state.hall.replace(members=jnp.stack([shifted(d, b) for d, b in
+                                                 zip(state.hall.members, (2.0, -3.0, 4.0))]))
+    with_hall = m._g_member_fitness(state.replace(hall=hall), d_flat, real, z)(g_params)
+    mean_only = m._g_member_fitness(state.replace(hall=None), d_flat, real, z)(g_params)
+    each = [m._g_member_fitness(state.replace(hall=None), d, real, z)(g_params)
+            for d in hall.members]
+    assert abs(float(with_hall) - float(mean_only)) > 0.05
+    np.testing.assert_allclose(with_hall, (mean_only + sum(each)) / 4, rtol=1e-5)
+    # an empty hall weighs nothing: the D mean's fitness exactly
+    empty = hall.replace(count=jnp.zeros((), jnp.int32))
+    np.testing.assert_allclose(m._g_member_fitness(state.replace(hall=empty), d_flat, real,
+                                                   z)(g_params), mean_only, rtol=1e-6)
+
+
+def test_feature_matching_falls_as_fakes_approach_real(digits):
+    m = method(**{"evolve.g.fitness": "feature_matching"})
+    state = run(m, digits, 3)
+    d_params, d_stats = m.discriminator(state)
+    real = sample_batch(jax.random.key(1), digits, 64)
+    other = sample_batch(jax.random.key(5), digits, 64)
+    noise = jax.random.uniform(jax.random.key(3), other.shape, minval=-1, maxval=1)
+    feats = lambda x: m.gan.discriminate_features(d_params, d_stats, x)[1]
+    real_f = feats(real)
+    fm = [float(F.feature_matching(feats((1 - t) * noise + t * real), real_f))
+          for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert all(a > b for a, b in zip(fm, fm[1:])) and fm[-1] == 0.0, fm
+    assert float(F.feature_matching(feats(other), real_f)) < 0.1 * fm[0]  # another real batch
+    # and it is what the G population is scored on (lower is better: no sign flip)
+    assert F.g_objective("feature_matching")[1:] == (False, True)
+
+
+def test_d_every_rests_the_discriminator(digits):
+    m = method(**{"evolve.d_every": 3})
+    s0 = strong_types(m.init(jax.random.key(0)))
+    step = jax.jit(lambda s, x: m.step(s, x))
+    s1, met1 = step(s0, digits)  # generation 0: D evolves
+    s2, met2 = step(s1, digits)  # generation 1: D rests, G still evolves
+    s3, _ = step(s2, digits)
+    s4, _ = step(s3, digits)  # generation 3: D evolves again
+    d = [m.sd.center(s.d) for s in (s0, s1, s2, s3, s4)]
+    g = [m.sg.center(s.g) for s in (s1, s2)]
+    assert not np.array_equal(d[0], d[1]) and not np.array_equal(d[3], d[4])
+    np.testing.assert_array_equal(d[1], d[2])
+    np.testing.assert_array_equal(d[2], d[3])
+    assert not np.array_equal(g[0], g[1])
+    assert float(met2["fitness_d_std"]) == 0.0 and float(met1["fitness_d_std"]) > 0.0
+
+
+def test_bad_lever_settings_are_user_errors():
+    with pytest.raises(UserError, match="d_every"):
+        method(**{"evolve.d_every": 0})
+    with pytest.raises(UserError, match="feature_matching"):
+        method(**{"evolve.g.fitness": "nope"})
