@@ -111,7 +111,8 @@ class Checkpointer:
 
     def restore_newest_intact(self, abstract_state: Any, check=lambda meta: None, log=print):
         """(step, state, meta) of the newest step that reads, restores, matches its checksum
-        and holds no NaN; `abstract_state(meta)` is the structure to restore that step into. `check(meta)` may refuse a readable step (a UserError that is raised,
+        and holds no NaN; `abstract_state` (or `abstract_state(meta)`) is the structure to restore
+        that step into. `check(meta)` may refuse a readable step (a UserError that is raised,
         not taken for damage). Each newer damaged step is reported in one line and set aside,
         so a later save at that step is not skipped. None when there is no step at all."""
         steps = self.all_steps()
@@ -124,7 +125,8 @@ class Checkpointer:
                 continue
             check(meta)
             try:
-                state, meta = self.restore(abstract_state(meta), step)
+                target = abstract_state(meta) if callable(abstract_state) else abstract_state
+                state, meta = self.restore(target, step)
                 if _has_nan(state):
                     raise UserError("its state holds NaN")
             except UserError as e:

@@ -33,7 +33,7 @@ _COUNTS = {
             ("log.max_to_keep", None, 1), ("log.steps_per_call", None, 1),
             ("model.latent_dim", None, 1)],
 }
-FD_NAMES = ("pixels", "classifier", "inception")
+FD_NAMES = ("pixels", "pixels_proj", "classifier", "inception")
 
 
 def _get(cfg, dotted: str):
@@ -91,7 +91,10 @@ def writable_dir(path, flag: str = "--out") -> Path:
             created.append(missing)
             missing = missing.parent
         for p in reversed(created):
-            p.mkdir()
+            try:
+                p.mkdir()
+            except FileExistsError:  # another process of a --distributed run made it first
+                created.remove(p)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".ga-gan-probe")
         os.close(fd)
         os.unlink(probe)

@@ -322,7 +322,7 @@ def test_configs_lists_the_shipped_configs(capsys, tmp_path, monkeypatch):
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in lines]
-    assert names == ["anime", "anime-cpu", "digits", "mnist"]
+    assert names == ["anime", "anime-cpu", "anime-evolve", "digits", "mnist", "mnist-evolve"]
     assert all("ga_gan/configs/" in line for line in lines)
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "mine.toml").write_text("# my own\nseed = 3\n")
@@ -347,3 +347,10 @@ def test_wheel_ships_the_configs(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for name in ("anime", "anime-cpu", "digits", "mnist"):
         assert f"ga_gan/configs/{name}.toml" in names
+
+
+def test_validated_fd_names_are_the_extractor_registry():
+    """validate.py names the extractors without importing JAX: it must not drift from them."""
+    from ga_gan.metrics.features import EXTRACTORS
+    from ga_gan.validate import FD_NAMES
+    assert set(FD_NAMES) == set(EXTRACTORS)

@@ -25,7 +25,7 @@ from ga_gan.data import load_dataset
 from ga_gan.gan import make_gan, strong_types
 from ga_gan.hybrid import build_hybrid
 from ga_gan.hybrid import mixture as M
-from ga_gan.run import Runner
+from ga_gan.run import TIMING_KEYS, Runner
 from ga_gan.runlog import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ def test_split_run_equals_whole_run_bit_for_bit(lip, dataset, tmp_path):
     resumed = _runner(lip, dataset, tmp_path / "split", 6, **over)
     assert resumed.resume_step == 3
     resumed.run()
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
     a = strip(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
     b = strip(read_metrics(tmp_path / "split" / "metrics.jsonl"))
     assert a == b and [r["generation"] for r in a] == list(range(7))
