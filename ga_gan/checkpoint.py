@@ -26,9 +26,11 @@ import re
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -283,3 +285,37 @@ def config_mismatch(saved: dict, current: dict) -> str | None:
         if va != vb:
             return f"{key} is {vb!r} but the checkpoint was made with {va!r}"
     return None
+
+
+def checkpoint_dir(cfg) -> str:
+    """Where a run's checkpoints live: `checkpoint_dir` (any path orbax accepts, gs://bucket/run
+    included) or the run folder's `checkpoints/`."""
+    return cfg.checkpoint_dir or str(Path(cfg.out) / "checkpoints")
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A checkpoint's config with keys added to RunConfig since it was written at their
+    defaults (a new option's default keeps the old behaviour), so old runs still resume."""
+    from ga_gan.config import from_dict, to_dict
+    try:
+        return to_dict(from_dict(saved))
+    except UserError:  # a key this version no longer knows: compare as saved, and refuse
+        return saved
+
+
+def uncommitted(tree):
+    """The same values as fresh, uncommitted device arrays, like those `init` returns.
+
+    orbax restores arrays committed to a device, and jit compiles a committed input into a
+    different executable (explicit placement) than the uncommitted state of a fresh run. The
+    numbers agree either way, but a restored run should run the very program a fresh one runs,
+    and hit the same compilation-cache entry.
+    """
+    def fresh(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.random.key_data(x))),
+                                            impl=jax.random.key_impl(x))
+        return jnp.asarray(np.asarray(x), dtype=x.dtype)
+    return jax.tree.map(fresh, tree)

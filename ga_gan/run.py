@@ -22,46 +22,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from ga_gan import __version__, cloud, distributed, ema
-from ga_gan.checkpoint import Checkpointer, config_mismatch
+from ga_gan.checkpoint import (_with_defaults, checkpoint_dir,  # noqa: F401 (re-exported)
+                               Checkpointer, config_mismatch, uncommitted)
 from ga_gan.config import RunConfig, load_run_config, to_dict  # noqa: F401 (re-exported)
 from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
-from ga_gan.gan import GAN, make_gan, strong_types
+from ga_gan.gan import make_gan, strong_types
 from ga_gan.images import grid, save_png
 from ga_gan.interrupt import StopOnSignal
+from ga_gan.methods import build_method, total_steps  # noqa: F401 (build_method re-exported)
 from ga_gan.progress import Progress
 from ga_gan.runlock import RunLock
 from ga_gan.runlog import RunLog
 from ga_gan.sample import sample_images
 from ga_gan.validate import validate_config
 
-# Keys that measure the wall clock; everything else in metrics.jsonl is deterministic.
-TIMING_KEYS = ("time_s", "eval_s")
-
-
-def build_method(name: str, gan: GAN, cfg: RunConfig):
-    """The method named `name` (evolve, train), with a generator average when `log.ema` (or
-    the method's default) asks for one."""
-    return ema.with_ema(_base_method(name, gan, cfg), gan, cfg.log.ema)
-
-
-def _base_method(name: str, gan: GAN, cfg: RunConfig):
-    if name == "evolve":
-        if cfg.evolve.mode == "hybrid":
-            from ga_gan.hybrid import build_hybrid
-            return build_hybrid(gan, cfg.evolve)
-        if cfg.evolve.mode != "evolve":
-            raise UserError(f"unknown --mode '{cfg.evolve.mode}' (evolve or hybrid)")
-        from ga_gan.evolve.method import Evolve
-        return Evolve(gan, cfg.evolve)
-    if name == "train":
-        from ga_gan.adam import Adam
-        return Adam(gan, cfg.train)
-    raise UserError(f"unknown method '{name}'")
-
-
-def total_steps(name: str, cfg: RunConfig) -> int:
-    return cfg.evolve.generations if name == "evolve" else cfg.train.steps
+TIMING_KEYS = ("time_s", "eval_s")  # the wall clock; the rest of metrics.jsonl is deterministic
 
 
 def versions() -> dict:
@@ -422,37 +398,3 @@ class Runner:
         elif stopped_by == "time_budget":
             log(f"time budget of {cfg.time_budget:g} s reached at generation {generation}")
         return RunResult(self.out, generation, train_time, stopped_by, last)
-
-
-def checkpoint_dir(cfg: RunConfig) -> str:
-    """Where a run's checkpoints live: `checkpoint_dir` (any path orbax accepts, gs://bucket/run
-    included) or the run folder's `checkpoints/`."""
-    return cfg.checkpoint_dir or str(Path(cfg.out) / "checkpoints")
-
-
-def _with_defaults(saved: dict) -> dict:
-    """A checkpoint's config with keys added to RunConfig since it was written at their
-    defaults (a new option's default keeps the old behaviour), so old runs still resume."""
-    from ga_gan.config import from_dict
-    try:
-        return to_dict(from_dict(saved))
-    except UserError:  # a key this version no longer knows: compare as saved, and refuse
-        return saved
-
-
-def uncommitted(tree):
-    """The same values as fresh, uncommitted device arrays, like those `init` returns.
-
-    orbax restores arrays committed to a device, and jit compiles a committed input into a
-    different executable (explicit placement) than the uncommitted state of a fresh run. The
-    numbers agree either way, but a restored run should run the very program a fresh one runs,
-    and hit the same compilation-cache entry.
-    """
-    def fresh(x):
-        if not isinstance(x, jax.Array):
-            return x
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.random.key_data(x))),
-                                            impl=jax.random.key_impl(x))
-        return jnp.asarray(np.asarray(x), dtype=x.dtype)
-    return jax.tree.map(fresh, tree)

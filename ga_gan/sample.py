@@ -26,7 +26,9 @@ from ga_gan.validate import check_seed, writable_file
 
 def load_generator(run_dir: str | Path):
     """(gan, g_params, g_stats, config, state, method) of a run's latest checkpoint."""
-    from ga_gan.run import build_method, checkpoint_dir, load_run_config
+    from ga_gan.checkpoint import checkpoint_dir
+    from ga_gan.config import load_run_config
+    from ga_gan.methods import build_method
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
