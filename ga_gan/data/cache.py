@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ga_gan.images import write_atomically
 
 CACHE_ENV_VAR = "GA_GAN_CACHE"
 
@@ -40,22 +41,10 @@ def load_entry(stem: Path) -> tuple[np.ndarray, dict] | None:
 
 def save_entry(stem: Path, array: np.ndarray, meta: dict) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(_sibling(stem, ".json"), lambda f: f.write(json.dumps(meta).encode()))
-    _write_atomically(_sibling(stem, ".npy"), lambda f: np.save(f, array))
+    write_atomically(_sibling(stem, ".json"), lambda f: f.write(json.dumps(meta).encode()))
+    write_atomically(_sibling(stem, ".npy"), lambda f: np.save(f, array))
 
 
 def _sibling(stem: Path, extension: str) -> Path:
     """stem + extension; not with_suffix, which would eat a dotted folder name like "faces.v2"."""
     return stem.parent / (stem.name + extension)
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Write to a temporary file beside `path`, then rename over it, so readers never see a partial file."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
