@@ -531,8 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Import every method's code now, so that all runs use one consistent snapshot of ga_gan
     # even when its files change while the benchmark runs.
-    import ga_gan.adam  # noqa: F401
-    import ga_gan.evolve.method  # noqa: F401
+    import ga_gan.methods.adam  # noqa: F401
+    import ga_gan.methods.evolve  # noqa: F401
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

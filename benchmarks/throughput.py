@@ -35,9 +35,10 @@ import jax
 import jax.numpy as jnp
 
 from ga_gan.config import RunConfig, apply_overrides
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.lowrank import evaluate_lowrank, make_lowrank
-from ga_gan.evolve.strategies import make_strategy
+from ga_gan.gan import losses as F
+from ga_gan.strategies import evaluate_population
+from ga_gan.strategies.lowrank import evaluate_lowrank, make_lowrank
+from ga_gan.strategies.evosax_strategy import make_strategy
 from ga_gan.gan import make_gan
 
 MODELS = {
@@ -164,11 +165,11 @@ def fitness_rates(prob: Problem, role: str, pop: int, args, skip: set) -> dict:
     if not {"vmap", "map"} <= skip:
         full = prob.population(role, pop)
     if "vmap" not in skip:
-        f = jax.jit(lambda P: F.evaluate_population(lambda fl: member(unravel(fl)), P, "vmap"))
+        f = jax.jit(lambda P: evaluate_population(lambda fl: member(unravel(fl)), P, "vmap"))
         rec("vmap", timed(f, full))
     if "map" not in skip:
         rec_best_chunk("map", [c for c in args.chunks if c <= pop], lambda c: timed(jax.jit(
-            lambda P: F.evaluate_population(lambda fl: member(unravel(fl)), P, "map", c)), full))
+            lambda P: evaluate_population(lambda fl: member(unravel(fl)), P, "map", c)), full))
     full = None  # free the full-rank population before the low-rank runs
     es = make_lowrank(prob.params(role), pop=pop, rank=args.rank, std=0.05, lr=0.01)
     noise = jax.jit(es.sample)(jax.random.key(5))
@@ -206,7 +207,7 @@ def hwm_mib() -> float:
 def generation_child(model: str, pop: int, strategy: str, layouts: dict, rank: int,
                      batch: int, reps: int) -> dict:
     """layouts: {"g": [layout, chunk], "d": [layout, chunk]}."""
-    from ga_gan.evolve.method import Evolve
+    from ga_gan.methods.evolve import Evolve
     from ga_gan.run import strong_types
     rss0 = hwm_mib()
     over = {"evolve.batch": batch}

@@ -76,7 +76,7 @@ class HybridConfig:
     mu: int = 1  # egan: surviving parents
     losses: tuple[str, ...] = ("minimax", "heuristic", "least_squares")  # egan mutations
     gamma: float = 0.001  # egan: weight of the diversity term Fd
-    # lipizzaner / mustangs (spatial coevolution, ga_gan.hybrid.lipizzaner)
+    # lipizzaner / mustangs (spatial coevolution, ga_gan.methods.lipizzaner)
     grid: tuple[int, ...] = (2, 2)  # rows, cols of the torus of (G, D) cells
     lr_prob: float = 0.5  # probability of a learning-rate mutation per network and generation
     lr_sigma: float = 1e-4  # its normal step (the result is clipped to stay positive)

@@ -36,7 +36,7 @@ DRIVER = textwrap.dedent('''
     from jax.experimental import multihost_utils
     from jax.flatten_util import ravel_pytree
     from ga_gan import checkpoint, cli, distributed, run as R
-    from ga_gan.evolve import fitness as F
+    from ga_gan.strategies import evaluate_population
 
     dump, argv = sys.argv[1], sys.argv[2:]
     seen = {}
@@ -60,7 +60,7 @@ DRIVER = textwrap.dedent('''
         def member(flat):
             logits, _ = gan.discriminate(gan.unravel_d(flat), d_stats, real)
             return jnp.mean(jax.nn.softplus(-logits))
-        return F.evaluate_population(member, pop, m.layout_d, 0)
+        return evaluate_population(member, pop, m.layout_d, 0)
 
     real = distributed.replicate(jnp.asarray(runner.dataset.images[:32]))
     fit = jax.jit(d_fitness)(state.d, state.d_stats, real)
@@ -250,7 +250,7 @@ LOWRANK_DRIVER = textwrap.dedent('''
     from ga_gan import distributed
     from ga_gan.config import RunConfig, apply_overrides
     from ga_gan.data import load_dataset
-    from ga_gan.evolve.method import Evolve
+    from ga_gan.methods.evolve import Evolve
     from ga_gan.gan import make_gan, strong_types
 
     over = json.loads(sys.argv[1])
@@ -270,7 +270,7 @@ LOWRANK_DRIVER = textwrap.dedent('''
             state, metrics = step(state, data)
             rows.append({k: float(v) for k, v in metrics.items()})
         # one more D population, to compare member by member (factors drawn from the state)
-        from ga_gan.evolve.lowrank import evaluate_lowrank
+        from ga_gan.strategies.lowrank import evaluate_lowrank
         d_mean = make_gan(cfg.model).unravel_d(state.d.mean)
         gan = method.gan
         real = data[:16]

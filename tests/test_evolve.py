@@ -14,9 +14,9 @@ from jax.flatten_util import ravel_pytree
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.data import load_dataset, sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.method import Evolve
-from ga_gan.evolve.strategies import make_strategy, strategy_registry
+from ga_gan.gan import losses as F
+from ga_gan.methods.evolve import Evolve
+from ga_gan.strategies.evosax_strategy import make_strategy, strategy_registry
 from ga_gan.gan import make_gan
 from ga_gan.run import Runner, strong_types
 

@@ -20,11 +20,11 @@ import pytest
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.data import load_dataset, sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.method import Evolve
+from ga_gan.gan import losses as F
+from ga_gan.methods.evolve import Evolve
 from ga_gan.gan import make_gan
-from ga_gan.hybrid import VARIANTS, build_hybrid
-from ga_gan.hybrid.egan import select
+from ga_gan.methods import VARIANTS, build_hybrid
+from ga_gan.methods.egan import select
 from ga_gan.run import Runner, strong_types
 from ga_gan.runlog import read_metrics
 

@@ -11,9 +11,9 @@ from jax.flatten_util import ravel_pytree
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.data import load_dataset, sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.method import Evolve
-from ga_gan.evolve.opponents import init_hall, update_hall
+from ga_gan.gan import losses as F
+from ga_gan.methods.evolve import Evolve
+from ga_gan.gan.opponents import init_hall, update_hall
 from ga_gan.gan import make_gan, strong_types
 
 SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,

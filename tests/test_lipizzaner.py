@@ -23,8 +23,8 @@ from ga_gan.cli import main
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.data import load_dataset
 from ga_gan.gan import make_gan, strong_types
-from ga_gan.hybrid import build_hybrid
-from ga_gan.hybrid import mixture as M
+from ga_gan.methods import build_hybrid
+from ga_gan.methods import mixture as M
 from ga_gan.run import TIMING_KEYS, Runner
 from ga_gan.runlog import read_metrics
 

@@ -22,10 +22,10 @@ from jax.flatten_util import ravel_pytree
 from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.method import _build, _is_lowrank, population_generation, resolve_layout
+from ga_gan.gan import losses as F
+from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
 from ga_gan.gan import GAN, strong_types
-from ga_gan.hybrid.common import adam, d_adam_steps, scores, summary
+from ga_gan.gan.steps import adam, d_adam_steps, scores, summary
 
 
 @struct.dataclass
@@ -48,8 +48,8 @@ class AdamD:
             raise UserError(f"evolve.hybrid.k_d must be >= 0, got {h.k_d}")
         self.gan, self.cfg, self.h = gan, cfg, h
         g_shapes = lambda: jax.eval_shape(gan.init, jax.random.key(0))[0]["params"]
-        self.sg = _build(cfg.g, gan.g_size, g_shapes)
-        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, _is_lowrank(cfg.g))
+        self.sg = build_strategy(cfg.g, gan.g_size, g_shapes)
+        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, is_lowrank(cfg.g))
         self.g_objective, self.g_higher, _ = F.g_objective(cfg.g.fitness)
         self.opt_d = adam(h.lr_d, h.beta1)
 

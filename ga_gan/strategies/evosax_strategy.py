@@ -3,7 +3,7 @@
 evosax has two families with different `init` signatures (distribution-based take a mean,
 population-based want an evaluated population) and different ways to set the mutation scale
 (a `std_schedule`, or `params.std_init`). `Strategy` hides that so the GAN loop can treat every
-strategy alike; the sign convention (evosax minimises) is handled in `ga_gan.evolve.fitness`.
+strategy alike; the sign convention (evosax minimises) is handled in `ga_gan.gan.losses`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ et al., GECCO 2019), as one jitted step over a grid axis.
 
 A `rows x cols` torus of cells, each holding a generator and a discriminator (params, BatchNorm
 statistics, Adam state and its own learning rate, all stacked on a leading cell axis). The
-neighbourhood of a cell is itself plus its four von Neumann neighbours (ga_gan.hybrid.mixture).
+neighbourhood of a cell is itself plus its four von Neumann neighbours (ga_gan.methods.mixture).
 One generation, a pure function of (state, data):
   1. training: each cell's G and D take Adam steps (`k` rounds of `k_d` D steps then one G
      step), every step against an opponent drawn uniformly from the cell's neighbourhood (the
@@ -39,10 +39,10 @@ from ga_gan import distributed
 from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
+from ga_gan.gan import losses as F
 from ga_gan.gan import GAN
-from ga_gan.hybrid import mixture as M
-from ga_gan.hybrid.common import G_LOSSES, adam, d_adam_step
+from ga_gan.methods import mixture as M
+from ga_gan.gan.steps import G_LOSSES, adam, d_adam_step
 
 MUSTANGS_LOSSES = ("minimax", "heuristic", "least_squares")
 LR_MIN = 1e-6  # learning rates are clipped here by the mutation ("clipped positive")

@@ -84,26 +84,3 @@ def objective(role: str, name: str, features: bool = False) -> tuple[Callable, b
         known = list(table) + (list(G_FEATURE_OBJECTIVES) if features else [])
         raise UserError(f"unknown {role.upper()} fitness '{name}' (choose from {', '.join(known)})")
     return table[name]
-
-
-def evaluate_population(member_fitness: Callable, population: jax.Array, layout: str,
-                        chunk: int = 0) -> jax.Array:
-    """Fitness of every member (rows of `population`), vectorised in the requested layout.
-
-    vmap turns per-member conv kernels into grouped convolutions, which XLA:CPU runs 3-5x slower
-    than a loop of ordinary convolutions; `map` (lax.map, optionally `chunk` members vmapped at a
-    time) keeps ordinary convolutions. Both give the same numbers up to float rounding.
-
-    With several devices (`ga_gan.distributed.population_mesh`) the rows are split over them
-    with shard_map; whatever `member_fitness` closes over is replicated, and only the fitness
-    vector travels. The population size must then divide by the device count.
-    """
-    from ga_gan import distributed
-
-    if layout == "vmap":
-        fn = jax.vmap(member_fitness)
-    elif layout == "map":
-        fn = lambda rows: jax.lax.map(member_fitness, rows, batch_size=chunk or None)
-    else:
-        raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")
-    return distributed.shard_population(fn, population)

@@ -34,9 +34,9 @@ from flax import struct
 from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
+from ga_gan.gan import losses as F
 from ga_gan.gan import GAN
-from ga_gan.hybrid.common import G_LOSSES, adam, d_adam_step, scores
+from ga_gan.gan.steps import G_LOSSES, adam, d_adam_step, scores
 
 LAYOUTS = ("vmap", "map")
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from ga_gan.data import sample_batch
-from ga_gan.evolve import fitness as F
+from ga_gan.gan import losses as F
 from ga_gan.gan import GAN
 
 BETA2 = 0.999  # the DCGAN/Adam baseline's beta2 (HybridConfig exposes only beta1)

@@ -9,7 +9,7 @@ One generation, a pure function of (state, data):
 Members always run in train mode, so each uses its own batch statistics.
 
 Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generation, a handicap
-for a D that wins), `hall_of_fame` (G also plays past D means, `ga_gan.evolve.opponents`),
+for a D that wins), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
 `g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images).
 """
 
@@ -25,10 +25,9 @@ from jax.flatten_util import ravel_pytree
 from ga_gan.config import EvolveConfig, StrategyConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.opponents import HallOfFame, init_hall, opponents, update_hall, weighted_score
-from ga_gan.evolve.lowrank import NAME as LOWRANK, LowRankES, evaluate_lowrank, make_lowrank
-from ga_gan.evolve.strategies import Strategy, make_strategy
+from ga_gan.gan import losses as F
+from ga_gan.gan.opponents import HallOfFame, init_hall, opponents, update_hall, weighted_score
+from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
 from ga_gan.gan import GAN, strong_types
 
 
@@ -41,49 +40,6 @@ class EvolveState:
     g_stats: Any  # running BatchNorm statistics of the generator mean
     d_stats: Any
     hall: HallOfFame | None = None  # past D means (evolve.hall_of_fame > 0)
-
-
-def resolve_layout(layout: str, model_name: str, lowrank: bool = False) -> str:
-    if layout == "auto" and lowrank:
-        # Low-rank members share the mean's kernels, so either layout turns every layer's base op
-        # into one large op over a chunk's images. Measured on XLA:CPU (benchmarks/results/
-        # throughput.md): for convolutions small lax.map chunks win (thin per-member convs are
-        # cheap, big batched ones are not); for the MLP one vmap over the population wins.
-        return "map" if jax.default_backend() == "cpu" and model_name != "mlp" else "vmap"
-    if layout == "auto":
-        # Measured on 2 CPU cores: lax.map beats vmap 2-3x even for the digits MLP (batched
-        # matmuls are slow on XLA:CPU) and 3-5x for convolutions; accelerators prefer vmap.
-        return "map" if jax.default_backend() == "cpu" else "vmap"
-    if layout not in ("vmap", "map"):
-        raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")
-    return layout
-
-
-def _is_lowrank(sc: StrategyConfig) -> bool:
-    return sc.name.lower().replace("-", "_") == LOWRANK
-
-
-def _build(sc: StrategyConfig, num_dims: int, template=None) -> Strategy | LowRankES:
-    if _is_lowrank(sc):
-        return make_lowrank(template(), pop=sc.pop, rank=sc.rank, std=sc.std, lr=sc.lr,
-                            optimizer=sc.optimizer, weight_decay=sc.weight_decay)
-    return make_strategy(sc.name, pop=sc.pop, num_dims=num_dims, std=sc.std, lr=sc.lr,
-                         optimizer=sc.optimizer, weight_decay=sc.weight_decay)
-
-
-def population_generation(strategy, sstate, unravel, member_fitness, layout: str, chunk: int,
-                          k_ask: jax.Array, k_tell: jax.Array):
-    """(fitness, new strategy state) of one population: ask, fitness of every member
-    (member_fitness(params) -> scalar, sharded over devices when there are several), tell."""
-    if isinstance(strategy, LowRankES):
-        # Low-rank path: factors instead of a pop x n population, the mean never copied.
-        noise = strategy.sample(k_ask)
-        mean_tree = unravel(strategy.center(sstate))
-        fit = evaluate_lowrank(strategy, mean_tree, noise, member_fitness, layout, chunk)
-        return fit, strategy.tell(noise, fit, sstate)
-    pop, sstate = strategy.ask(k_ask, sstate)
-    fit = F.evaluate_population(lambda flat: member_fitness(unravel(flat)), pop, layout, chunk)
-    return fit, strategy.tell(k_tell, pop, fit, sstate)
 
 
 def _summary(prefix: str, fit: jax.Array) -> dict:
@@ -99,10 +55,10 @@ class Evolve:
     def __init__(self, gan: GAN, cfg: EvolveConfig):
         self.gan, self.cfg = gan, cfg
         shapes = lambda i: jax.eval_shape(gan.init, jax.random.key(0))[i]["params"]
-        self.sg = _build(cfg.g, gan.g_size, lambda: shapes(0))
-        self.sd = _build(cfg.d, gan.d_size, lambda: shapes(1))
-        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, _is_lowrank(cfg.g))
-        self.layout_d = resolve_layout(cfg.d.layout, gan.cfg.name, _is_lowrank(cfg.d))
+        self.sg = build_strategy(cfg.g, gan.g_size, lambda: shapes(0))
+        self.sd = build_strategy(cfg.d, gan.d_size, lambda: shapes(1))
+        self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, is_lowrank(cfg.g))
+        self.layout_d = resolve_layout(cfg.d.layout, gan.cfg.name, is_lowrank(cfg.d))
         self.d_objective, self.d_higher = F.objective("d", cfg.d.fitness)
         self.g_objective, self.g_higher, self.g_features = F.g_objective(cfg.g.fitness)
         if cfg.d_every < 1 or cfg.hall_of_fame < 0 or cfg.hall_every < 1:

@@ -17,7 +17,7 @@ from flax import struct
 
 from ga_gan.config import TrainConfig
 from ga_gan.data import sample_batch
-from ga_gan.evolve import fitness as F
+from ga_gan.gan import losses as F
 from ga_gan.gan import GAN
 
 

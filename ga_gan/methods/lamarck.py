@@ -1,7 +1,7 @@
 """Lamarckian hybrid: evolution explores, gradients refine, and the refinement is inherited.
 
 One generation, a pure function of (state, data):
-  1. exactly one `Evolve` generation (both evosax populations, see ga_gan.evolve.method);
+  1. exactly one `Evolve` generation (both evosax populations, see ga_gan.methods.evolve);
   2. `k_d` Adam steps (lr_d, BCE) on the D strategy's mean against the G mean's fakes, then
      `k` Adam steps (lr_g, non-saturating -log D(G(z))) on the G strategy's mean against the
      refined D; both refined means are written back into the strategy states (`state.mean`),
@@ -25,10 +25,10 @@ from jax.flatten_util import ravel_pytree
 from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
-from ga_gan.evolve import fitness as F
-from ga_gan.evolve.method import Evolve, EvolveState
+from ga_gan.gan import losses as F
+from ga_gan.methods.evolve import Evolve, EvolveState
 from ga_gan.gan import GAN, strong_types
-from ga_gan.hybrid.common import adam, d_adam_steps, scores
+from ga_gan.gan.steps import adam, d_adam_steps, scores
 
 REFINE_STREAM = 0x1A3A  # fold_in constant of the refinement's PRNG stream
 
