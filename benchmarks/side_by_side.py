@@ -43,38 +43,47 @@ BIG = 10**6  # generations / steps: the time budget is what stops a run
 
 @dataclass(frozen=True)
 class Method:
-    runner: str  # the Runner's method name: "train" (Adam) or "evolve"
+    method: str  # a ga_gan.methods.REGISTRY name: adam, evolve, egan, ... or one a test registered
     overrides: dict = field(default_factory=dict)  # dotted config overrides for this method only
     label: str = ""
 
+    @property
+    def runner(self) -> str:
+        """The Runner's command name ("train" for Adam, else "evolve")."""
+        from ga_gan.methods import run_command
+        return run_command(self.method)[0]
 
-# One row per method name usable in --methods.
-HYBRID = {"evolve.mode": "hybrid"}
+
+# Named presets on top of a registry name; every registry name is also usable as itself.
 LIPIZZANER = {"evolve.hybrid.k": 20, "evolve.hybrid.lr_sigma": 2e-5}
-METHODS: dict[str, Method] = {
-    "adam": Method("train", {}, "Adam (DCGAN baseline, backprop; samples from the EMA "
-                                "generator, the raw one logged as fd_*_raw)"),
-    "adam-noema": Method("train", {"log.ema": 0.0}, "Adam without a generator average"),
+PRESETS: dict[str, Method] = {
+    "adam": Method("adam", {}, "Adam (DCGAN baseline, backprop; samples from the EMA "
+                               "generator, the raw one logged as fd_*_raw)"),
+    "adam-noema": Method("adam", {"log.ema": 0.0}, "Adam without a generator average"),
     "evolve": Method("evolve", {}, "evolution (evosax, no backprop)"),
     "evolve-lowrank": Method("evolve", {"evolve.g.name": "lowrank_es",
                                         "evolve.d.name": "lowrank_es"},
                              "low-rank ES (EGGROLL-style rank-4 perturbations, no backprop)"),
-    "hybrid-egan": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "egan"},
-                          "E-GAN hybrid: G population mutated by Adam on 3 losses, D by Adam"),
-    "hybrid-adam-d": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "adam-d"},
-                            "hybrid: D by Adam, G evolved (evosax)"),
-    "hybrid-lamarck": Method("evolve", {**HYBRID, "evolve.hybrid.variant": "lamarck"},
-                             "hybrid: evosax populations + Adam steps on their means"),
+    "hybrid-egan": Method("egan", {}, "E-GAN hybrid: G population mutated by Adam on 3 losses, "
+                                      "D by Adam"),
+    "hybrid-adam-d": Method("adam-d", {}, "hybrid: D by Adam, G evolved (evosax)"),
+    "hybrid-lamarck": Method("lamarck", {}, "hybrid: evosax populations + Adam steps on their "
+                                            "means"),
     # spatial coevolution: a 2x2 torus, 20 Adam rounds per cell between selections; a smaller
     # lr mutation step than the papers' 1e-4, whose generation is a whole epoch
-    "hybrid-lipizzaner": Method("evolve", {**HYBRID, **LIPIZZANER,
-                                           "evolve.hybrid.variant": "lipizzaner"},
+    "hybrid-lipizzaner": Method("lipizzaner", LIPIZZANER,
                                 "Lipizzaner: 2x2 grid of Adam-trained G/D cells, selection, "
                                 "mixture of generators"),
-    "hybrid-mustangs": Method("evolve", {**HYBRID, **LIPIZZANER,
-                                         "evolve.hybrid.variant": "mustangs"},
+    "hybrid-mustangs": Method("mustangs", LIPIZZANER,
                               "Mustangs: Lipizzaner with a random G loss per step"),
 }
+
+
+def methods() -> dict[str, Method]:
+    """Every name --methods accepts: the registry's names (as they are) and the presets."""
+    from ga_gan.methods import REGISTRY
+    return {**{name: Method(name) for name in REGISTRY}, **PRESETS}
+
 
 # The reference that the thresholds and ratios are measured against (when it is run).
 REFERENCE = "adam"
@@ -165,6 +174,8 @@ def build_config(args, name: str, method: Method, spec: DatasetSpec):
     })
     if args.fd_samples:
         over["log.fd_samples"] = args.fd_samples
+    from ga_gan.methods import run_command
+    over.update(run_command(method.method)[1])
     over.update(method.overrides)
     over.update(parse_set(args.set))
     cfg = apply_overrides(cfg, over)
@@ -183,25 +194,21 @@ def build_config(args, name: str, method: Method, spec: DatasetSpec):
 
 
 def run_method(name: str, method: Method, cfg, dataset, log) -> dict:
-    import jax
-
-    from ga_gan.checkpoint import Checkpointer
     from ga_gan.run import Runner
     from ga_gan.runlog import read_metrics
+    from ga_gan.sample import load_generator
 
     t0 = time.perf_counter()
     runner = Runner(cfg, method.runner, restart=True, log=log, dataset=dataset)
     result = runner.run()
     wall = time.perf_counter() - t0
     records = read_metrics(runner.out / "metrics.jsonl")
-    fd_keys = [k for k in _fd_keys(records)] or [f"fd_{n}" for n in cfg.log.fd]
+    fd_keys = _fd_keys(records) or [ev.metric_name for ev in runner.evaluators()]
     last_fd = next((r for r in reversed(records) if any(k in r for k in fd_keys)), None)
     final_source = "logged"
     if cfg.log.fd and (last_fd is None or last_fd["generation"] != result.generation):
         # the Runner stopped on the clock between evaluations: measure the final state
-        ckpt = Checkpointer(str(runner.out / "checkpoints"))
-        state, _ = ckpt.restore(jax.eval_shape(runner.method.init, jax.random.key(cfg.seed)))
-        ckpt.close()
+        state = load_generator(runner.out)[4]
         fd = runner.evaluate(state)
         final_source = "final checkpoint"
         records.append({"generation": result.generation, "time_s": round(result.time_s, 4),
@@ -474,7 +481,7 @@ def parse_args(argv):
     p.add_argument("--budget", type=float, help="training seconds per method "
                    "(default: digits 60, mnist 180, anime 600)")
     p.add_argument("--methods", default="adam,evolve",
-                   help=f"comma-separated, from: {', '.join(METHODS)}")
+                   help=f"comma-separated, from: {', '.join(methods())}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results", help="where the report files go")
     p.add_argument("--runs-dir", default="runs/bench", help="run folders <dir>/<dataset>-<method>")
@@ -524,10 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is None:
         args.budget = spec.budget
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHODS]
+    known = methods()
+    unknown = [m for m in names if m not in known]
     if unknown or not names:
         print(f"error: unknown method(s) {', '.join(unknown) or '(none)'}; known: "
-              f"{', '.join(METHODS)}", file=sys.stderr)
+              f"{', '.join(known)}", file=sys.stderr)
         return 2
     # Import every method's code now, so that all runs use one consistent snapshot of ga_gan
     # even when its files change while the benchmark runs.
@@ -541,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
 
     try:
-        configs = {n: build_config(args, n, METHODS[n], spec) for n in names}
+        configs = {n: build_config(args, n, known[n], spec) for n in names}
         # every method gets the same images (the config's data section must agree)
         data_keys = {json.dumps(vars(c.data), sort_keys=True, default=str)
                      for c in configs.values()}
@@ -550,9 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         summaries = []
         for n in names:
             cfg = configs[n]
-            log(f"=== {n}: ga-gan {METHODS[n].runner}, budget {cfg.time_budget:g} s, "
+            log(f"=== {n}: ga-gan {known[n].runner}, budget {cfg.time_budget:g} s, "
                 f"eval_every {cfg.log.eval_every}, fd {list(cfg.log.fd)} x {cfg.log.fd_samples}")
-            s = run_method(n, METHODS[n], cfg, dataset, log)
+            s = run_method(n, known[n], cfg, dataset, log)
             log(f"=== {n}: {s['steps']} steps in {s['time_s']:.1f} s training "
                 f"({s['wall_s']:.1f} s wall); final {s['final']}")
             summaries.append(s)

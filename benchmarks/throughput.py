@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.gan import losses as F
+from ga_gan.gan import task
 from ga_gan.strategies import evaluate_population
 from ga_gan.strategies.lowrank import evaluate_lowrank, make_lowrank
 from ga_gan.strategies.evosax_strategy import make_strategy
@@ -81,17 +82,13 @@ class Problem:
         self.fake = gan.generate(self.g_params, self.g_stats, self.z)[0]
 
     def member(self, role: str):
+        """Evolve's member fitness (ga_gan.gan.task) with the BCE objectives."""
         gan = self.gan
         if role == "d":
-            def fit(p):
-                r, _ = gan.discriminate(p, self.d_stats, self.real)
-                f, _ = gan.discriminate(p, self.d_stats, self.fake)
-                return F.loss_d(r, f)
-        else:
-            def fit(p):
-                images, _ = gan.generate(p, self.g_stats, self.z)
-                return F.loss_g(gan.discriminate(self.d_params, self.d_stats, images)[0])
-        return fit
+            return task.d_member(gan, F.loss_d, False, self.d_stats, self.real, self.fake)
+        bce, higher, _ = F.g_objective("bce")
+        return task.g_member(gan, higher, self.g_stats, self.z,
+                             task.against_d(gan, bce, self.d_params, self.d_stats, None))
 
     def size(self, role):
         return self.gan.d_size if role == "d" else self.gan.g_size
@@ -207,8 +204,8 @@ def hwm_mib() -> float:
 def generation_child(model: str, pop: int, strategy: str, layouts: dict, rank: int,
                      batch: int, reps: int) -> dict:
     """layouts: {"g": [layout, chunk], "d": [layout, chunk]}."""
-    from ga_gan.methods.evolve import Evolve
-    from ga_gan.run import strong_types
+    from ga_gan.gan import strong_types
+    from ga_gan.methods import build
     rss0 = hwm_mib()
     over = {"evolve.batch": batch}
     for r in ("g", "d"):
@@ -216,7 +213,7 @@ def generation_child(model: str, pop: int, strategy: str, layouts: dict, rank: i
                      f"evolve.{r}.layout": layouts[r][0], f"evolve.{r}.chunk": layouts[r][1],
                      f"evolve.{r}.rank": rank})
     cfg = model_cfg(model, over)
-    method = Evolve(make_gan(cfg.model), cfg.evolve)
+    method = build("evolve", make_gan(cfg.model), cfg)
     m = cfg.model
     data = jax.random.uniform(jax.random.key(1), (512, m.resolution, m.resolution, m.channels),
                               minval=-1, maxval=1)

@@ -73,6 +73,7 @@ class HybridConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
+    beta2: float = 0.999
     mu: int = 1  # egan: surviving parents
     losses: tuple[str, ...] = ("minimax", "heuristic", "least_squares")  # egan mutations
     gamma: float = 0.001  # egan: weight of the diversity term Fd

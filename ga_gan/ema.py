@@ -28,9 +28,6 @@ from flax import struct
 from ga_gan.errors import UserError
 from ga_gan.gan import GAN
 
-# Methods whose generator is a single gradient-trained network get an average by default; an
-# evolution strategy's mean is already an average over its population (`log.ema` turns it on).
-DEFAULT_DECAY = {"train": 0.999, "hybrid-egan": 0.999, "hybrid-lamarck": 0.999}
 BN_BATCH = 64  # latents per refresh of the averaged generator's BatchNorm statistics
 BN_PRIME = 50  # forwards that first fill them (BN momentum 0.9: 0.9**50 of the init is left)
 _STREAM = 0xE3A  # the average's own PRNG stream: the method's key sequence is untouched
@@ -43,17 +40,15 @@ class EmaState:
     g_stats: Any  # its BatchNorm running statistics ({} without BatchNorm)
 
     @property
-    def generation(self) -> jax.Array:
+    def generation(self) -> jax.Array:  # the one field the Method protocol reads
         return self.inner.generation
-
-    @property
-    def key(self) -> jax.Array:
-        return self.inner.key
 
 
 def resolve_decay(method, decay: float | None) -> float:
-    """`log.ema` as given, else the method's default; 0 means no average."""
-    decay = DEFAULT_DECAY.get(method.name, 0.0) if decay is None else float(decay)
+    """`log.ema` as given, else the method's default `ema_decay`; 0 means no average. Methods
+    whose generator is a single gradient-trained network default to an average; an evolution
+    strategy's mean is already an average over its population (`log.ema` turns it on)."""
+    decay = float(getattr(method, "ema_decay", 0.0) if decay is None else decay)
     if not 0.0 <= decay < 1.0:
         raise UserError(f"log.ema must be in [0, 1) (0 = off), got {decay}")
     return decay
@@ -72,10 +67,9 @@ class EMA:
 
     def __init__(self, method, gan: GAN, decay: float):
         if hasattr(method, "sample"):
-            raise UserError(f"log.ema averages one generator, but {method.name} samples its own "
-                            f"way (e.g. a mixture): set log.ema=0")
+            raise UserError(f"log.ema averages one generator, but {type(method).__name__} "
+                            f"samples its own way (e.g. a mixture): set log.ema=0")
         self.inner, self.gan, self.decay = method, gan, float(decay)
-        self.name = method.name
 
     def __getattr__(self, name):  # the wrapped method's other attributes (strategies, cfg...)
         if name == "inner":

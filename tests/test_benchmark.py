@@ -107,7 +107,7 @@ def test_eval_every_picks_about_the_wanted_number_of_points():
     every = bench.eval_every_for(spec, "train", 60, 10)
     assert every % 10 == 0 and 10 <= 60 * 1000 / every <= 50
     assert bench.eval_every_for(spec, "evolve", 60, 10) % 10 == 0
-    assert set(bench.METHODS) >= {"adam", "evolve"}
+    assert set(bench.methods()) >= {"adam", "evolve", "egan", "lipizzaner", "hybrid-egan"}
 
 
 def test_held_crossing_ignores_a_one_evaluation_dip():

@@ -23,7 +23,7 @@ from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
 from ga_gan.methods.evolve import Evolve
 from ga_gan.gan import make_gan
-from ga_gan.methods import VARIANTS, build_hybrid
+from ga_gan.methods import build, hybrids
 from ga_gan.methods.egan import select
 from ga_gan.run import Runner, strong_types
 from ga_gan.runlog import read_metrics
@@ -78,7 +78,7 @@ class Shared:
 
     def __init__(self, method):
         self.method = method
-        self.name, self.h = method.name, method.h
+        self.h = method.h
         self.init, self.step = method.init, method.step
         self.generator, self.discriminator = method.generator, method.discriminator
 
@@ -89,7 +89,7 @@ class Compiled:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.gan = make_gan(cfg.model)
-        self.method = build_hybrid(self.gan, cfg.evolve)
+        self.method = build("evolve", self.gan, cfg)
         self.shared = Shared(self.method)
         self.step = jax.jit(self.shared.step)
 
@@ -137,20 +137,20 @@ def _assert_trees_equal(a, b) -> None:
 def test_unknown_variant_is_a_user_error_naming_the_valid_ones():
     cfg = small_cfg("nope")
     with pytest.raises(UserError, match="egan, adam-d, lamarck"):
-        build_hybrid(make_gan(cfg.model), cfg.evolve)
-    assert set(VARIANTS) == {"egan", "adam-d", "lamarck", "lipizzaner", "mustangs"}
+        build("evolve", make_gan(cfg.model), cfg)
+    assert set(hybrids()) == {"egan", "adam-d", "lamarck", "lipizzaner", "mustangs"}
 
 
 def test_bad_hybrid_settings_are_user_errors():
     gan = make_gan(small_cfg("egan").model)
     with pytest.raises(UserError, match="wasserstein"):
-        build_hybrid(gan, small_cfg("egan", **{"evolve.hybrid.losses": "minimax,wasserstein"})
-                     .evolve)
+        build("evolve", gan,
+              small_cfg("egan", **{"evolve.hybrid.losses": "minimax,wasserstein"}))
     with pytest.raises(UserError, match="population-based"):
-        build_hybrid(gan, small_cfg("lamarck", **{"evolve.g.name": "simple_ga"}).evolve)
+        build("evolve", gan, small_cfg("lamarck", **{"evolve.g.name": "simple_ga"}))
     # with no gradient steps on G, a GA generator population is plain evolution: allowed
-    build_hybrid(gan, small_cfg("lamarck", **{"evolve.g.name": "simple_ga",
-                                              "evolve.hybrid.k": 0}).evolve)
+    build("evolve", gan, small_cfg("lamarck", **{"evolve.g.name": "simple_ga",
+                                                 "evolve.hybrid.k": 0}))
 
 
 # --- egan --------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_adam_d_generator_population_learns_against_a_held_discriminator(digits,
 def test_lamarck_with_k_0_is_evolve_bit_for_bit(digits):
     cfg = small_cfg("lamarck", **{"evolve.hybrid.k": 0, "evolve.hybrid.k_d": 0})
     gan = make_gan(cfg.model)
-    lam, ev = build_hybrid(gan, cfg.evolve), Evolve(gan, cfg.evolve)
+    lam, ev = build("evolve", gan, cfg), Evolve(gan, cfg.evolve)
     s_lam = strong_types(lam.init(jax.random.key(3)))  # (eager: one compile less each)
     s_ev = strong_types(ev.init(jax.random.key(3)))
     _assert_trees_equal(s_lam.evolve, s_ev)

@@ -23,7 +23,7 @@ from ga_gan.cli import main
 from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.data import load_dataset
 from ga_gan.gan import make_gan, strong_types
-from ga_gan.methods import build_hybrid
+from ga_gan.methods import build
 from ga_gan.methods import mixture as M
 from ga_gan.run import TIMING_KEYS, Runner
 from ga_gan.runlog import read_metrics
@@ -131,7 +131,7 @@ class Shared:
     """The method with fixed function objects (one compiled init/step for every Runner)."""
 
     def __init__(self, method):
-        self.method, self.name, self.h = method, method.name, method.h
+        self.method, self.h = method, method.h
         self.init, self.step, self.sample = method.init, method.step, method.sample
         self.generator, self.discriminator = method.generator, method.discriminator
 
@@ -144,7 +144,7 @@ def dataset():
 @pytest.fixture(scope="module")
 def lip():
     cfg = apply_overrides(RunConfig(), TINY)
-    method = build_hybrid(make_gan(cfg.model), cfg.evolve)
+    method = build("evolve", make_gan(cfg.model), cfg)
     shared = Shared(method)
     return cfg, method, shared, jax.jit(shared.step)
 

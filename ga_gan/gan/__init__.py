@@ -85,6 +85,16 @@ def make_gan(cfg: ModelConfig) -> GAN:
     return GAN(cfg, G, D, unravel_g, unravel_d, int(g_flat.size), int(d_flat.size))
 
 
+def stack(trees):
+    """A population of same-shaped trees stacked on a new leading axis of every leaf."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def take(tree, idx):
+    """Members `idx` of a population stacked on every leaf's leading axis."""
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
 def strong_types(tree):
     """Drop weak typing (evosax initialises best_fitness=jnp.inf and its `tell` returns a weakly
     typed std) so every state has exactly the types a step returns: otherwise the second step

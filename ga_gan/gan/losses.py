@@ -1,4 +1,4 @@
-"""GAN scores, losses and population fitness.
+"""GAN scores, losses (D, G and E-GAN's mutation losses) and population fitness objectives.
 
 Scores follow the GAN papers (real_score = mean sigmoid D(x), fake_score = mean sigmoid D(G(z)),
 the generator's fooling score is its fake_score). evosax minimises, so every fitness is turned
@@ -32,6 +32,57 @@ def loss_g(fake_logits):
     """Non-saturating generator BCE: -log D(G(z))."""
     return jnp.mean(jax.nn.softplus(-fake_logits))
 
+
+def scores(real_logits, fake_logits, **measured) -> dict:
+    """The four scalars every method logs (real_score, fake_score, loss_d, loss_g) from D's
+    logits on a real and a fake batch; `measured` replaces any of them by the value a method's
+    own gradient step computed (the Adam baseline logs the losses it descended)."""
+    return {"real_score": real_score(real_logits), "fake_score": fake_score(fake_logits),
+            "loss_d": loss_d(real_logits, fake_logits), "loss_g": loss_g(fake_logits),
+            **measured}
+
+
+def summary(prefix: str, fit) -> dict:
+    """best (lowest), mean and std of a population's fitness, as `{prefix}_best` etc."""
+    return {f"{prefix}_best": jnp.min(fit), f"{prefix}_mean": jnp.mean(fit),
+            f"{prefix}_std": jnp.std(fit)}
+
+
+# --- E-GAN's generator mutation losses on D's logits f (D(G(z)) = sigmoid(f)), minimised -----
+
+def minimax(fake_logits):
+    """log(1 - D(G(z))): the saturating loss of the original GAN game."""
+    return jnp.mean(-jax.nn.softplus(fake_logits))
+
+
+def heuristic(fake_logits):
+    """-log D(G(z)): the non-saturating loss (the Adam baseline's G loss)."""
+    return loss_g(fake_logits)
+
+
+def least_squares(fake_logits):
+    """(D(G(z)) - 1)^2 on sigmoid outputs, as E-GAN's least-squares mutation."""
+    return jnp.mean((jax.nn.sigmoid(fake_logits) - 1.0) ** 2)
+
+
+G_LOSSES: dict[str, Callable] = {
+    "minimax": minimax,
+    "heuristic": heuristic,
+    "non_saturating": heuristic,
+    "least_squares": least_squares,
+}
+
+
+def g_losses(names) -> tuple[Callable, ...]:
+    """The G losses named (E-GAN's mutations), or a UserError that lists the known ones."""
+    bad = [name for name in names if name not in G_LOSSES]
+    if bad or not names:
+        raise UserError(f"unknown or no egan mutation loss(es) '{', '.join(bad)}' (choose "
+                        f"from {', '.join(sorted(G_LOSSES))})")
+    return tuple(G_LOSSES[name] for name in names)
+
+
+# --- population fitness objectives ------------------------------------------------------------
 
 def accuracy_d(real_logits, fake_logits):
     return 0.5 * (jnp.mean(real_logits > 0) + jnp.mean(fake_logits < 0))

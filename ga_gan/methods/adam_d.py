@@ -23,9 +23,9 @@ from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
+from ga_gan.gan import GAN, strong_types, task
+from ga_gan.gan.steps import adam, d_adam_steps, generated
 from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
-from ga_gan.gan import GAN, strong_types
-from ga_gan.gan.steps import adam, d_adam_steps, scores, summary
 
 
 @struct.dataclass
@@ -40,7 +40,7 @@ class AdamDState:
 
 
 class AdamD:
-    name = "hybrid-adam-d"
+    ema_decay = 0.0  # the generator is a strategy's mean, already an average
 
     def __init__(self, gan: GAN, cfg: EvolveConfig):
         h = cfg.hybrid
@@ -51,7 +51,7 @@ class AdamD:
         self.sg = build_strategy(cfg.g, gan.g_size, g_shapes)
         self.layout_g = resolve_layout(cfg.g.layout, gan.cfg.name, is_lowrank(cfg.g))
         self.g_objective, self.g_higher, _ = F.g_objective(cfg.g.fitness)
-        self.opt_d = adam(h.lr_d, h.beta1)
+        self.opt_d = adam(h.lr_d, h.beta1, h.beta2)
 
     def init(self, key: jax.Array) -> AdamDState:
         # Same split as Evolve, so both start from the same networks and G population.
@@ -76,21 +76,16 @@ class AdamD:
         # 1. the discriminator, by Adam, against the current generator centre
         g_params, g_stats = self.generator(state)
         d_params, d_stats, d_opt = state.d_params, state.d_stats, state.d_opt
-        g_stats, d_params, d_stats, d_opt = d_adam_steps(
-            gan, self.opt_d, k_d, self.h.k_d, data, batch, g_params, g_stats, d_params, d_stats,
-            d_opt)
+        g_stats, d_params, d_stats, d_opt, _ = d_adam_steps(
+            gan, self.opt_d, k_d, self.h.k_d, data, batch, generated(gan, g_params, batch),
+            g_stats, d_params, d_stats, d_opt)
 
         # 2. the generator population against the updated D, on shared latents
         real = sample_batch(k_x, data, batch)
         z = gan.latents(k_z, batch)
-
         real_f = gan.discriminate_features(d_params, d_stats, real)[1]  # feature matching
-
-        def g_member(p):
-            images, _ = gan.generate(p, g_stats, z)
-            fake_logits, fake_f, _ = gan.discriminate_features(d_params, d_stats, images)
-            return F.to_minimise(self.g_objective(fake_logits, fake_f, real_f), self.g_higher)
-
+        g_member = task.g_member(gan, self.g_higher, g_stats, z,
+                                 task.against_d(gan, self.g_objective, d_params, d_stats, real_f))
         g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
                                                self.layout_g, self.cfg.g.chunk, k_ask, k_tell)
 
@@ -99,7 +94,7 @@ class AdamD:
                                      train=True)
         real_logits, _ = gan.discriminate(d_params, d_stats, real)
         fake_logits, _ = gan.discriminate(d_params, d_stats, fake)
-        metrics = {**scores(real_logits, fake_logits), **summary("fitness_g", g_fit)}
+        metrics = {**F.scores(real_logits, fake_logits), **F.summary("fitness_g", g_fit)}
         new = AdamDState(generation=state.generation + 1, key=key, g=g_state, g_stats=g_stats,
                          d_params=d_params, d_stats=d_stats, d_opt=d_opt)
         return strong_types(new), metrics

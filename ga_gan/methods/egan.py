@@ -16,9 +16,9 @@ The generator a user samples from is the fittest survivor (parent 0).
 Notes. Children inherit their parent's Adam moments, and Adam's update is invariant to the
 scale of the gradient, so the three losses (whose gradients differ only by a per-sample weight
 on D's logit) give nearly the same child while D(G(z)) is near 1/2 or on a first Adam step;
-they pull apart once D is confident. Children are vmapped even on CPU, unlike `Evolve`'s
-members: three small MLP children measured faster vmapped than under lax.map (digits 269 vs
-231 generations/s, MNIST width 0.25: 60 vs 49); `evolve.g.layout = "map"` switches.
+they pull apart once D is confident. Children are vmapped even on CPU (three small MLP children
+measured faster vmapped than under lax.map: digits 269 vs 231 generations/s, MNIST width 0.25:
+60 vs 49); `evolve.g.layout = "map"` switches.
 """
 
 from __future__ import annotations
@@ -28,17 +28,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
-from ga_gan.gan import GAN
-from ga_gan.gan.steps import G_LOSSES, adam, d_adam_step, scores
-
-LAYOUTS = ("vmap", "map")
+from ga_gan.gan import GAN, stack, take
+from ga_gan.gan.steps import adam, d_adam_steps, g_adam_step
+from ga_gan.strategies import resolve_layout
 
 
 @struct.dataclass
@@ -61,49 +59,34 @@ def select(fitness: jax.Array, mu: int) -> jax.Array:
     return jnp.argsort(-fit, stable=True)[:mu]
 
 
-def _take(tree, idx):
-    return jax.tree.map(lambda x: x[idx], tree)
-
-
 def _grad_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
 class Egan:
-    name = "hybrid-egan"
+    ema_decay = 0.999  # the fittest child of gradient steps: average its weights as Adam's
 
-    def __init__(self, gan: GAN, cfg: EvolveConfig, layout: str = "vmap"):
-        h = cfg.hybrid
-        self.gan, self.cfg, self.h = gan, cfg, h
+    def __init__(self, gan: GAN, cfg: EvolveConfig):
+        self.gan, self.cfg, self.h = gan, cfg, (h := cfg.hybrid)
         if h.mu < 1:
             raise UserError(f"evolve.hybrid.mu must be at least 1, got {h.mu}")
         if h.k < 0 or h.k_d < 0:
             raise UserError(f"evolve.hybrid.k and k_d must be >= 0, got {h.k} and {h.k_d}")
-        if not h.losses:
-            raise UserError("evolve.hybrid.losses is empty (choose from "
-                            f"{', '.join(sorted(G_LOSSES))})")
-        bad = [name for name in h.losses if name not in G_LOSSES]
-        if bad:
-            raise UserError(f"unknown egan mutation loss(es) {', '.join(bad)} (choose from "
-                            f"{', '.join(sorted(G_LOSSES))})")
-        if layout not in LAYOUTS:
-            raise UserError(f"unknown egan children layout '{layout}' (vmap or map)")
-        self.layout = layout
+        # children vmapped unless evolve.g.layout asks for lax.map (see the notes above)
+        self.layout = resolve_layout(cfg.g.layout, gan.cfg.name, auto="vmap")
         self.losses = tuple(h.losses)
-        self.loss_fns = tuple(G_LOSSES[name] for name in self.losses)
-        self.opt_g = adam(h.lr_g, h.beta1)
-        self.opt_d = adam(h.lr_d, h.beta1)
+        self.loss_fns = F.g_losses(self.losses)
+        self.opt_g = adam(h.lr_g, h.beta1, h.beta2)
+        self.opt_d = adam(h.lr_d, h.beta1, h.beta2)
 
-    # --- state --------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> EganState:
         # Same split as the Adam baseline, so with mu = 1 both start from the same networks.
         k_net, k_run = jax.random.split(key)
         g_vars, d_vars = self.gan.init(k_net)
         parents = [g_vars] + [self.gan.init(jax.random.fold_in(k_net, i))[0]
                               for i in range(1, self.h.mu)]
-        stack = lambda *xs: jnp.stack(xs)
-        g_params = jax.tree.map(stack, *[p["params"] for p in parents])
-        g_stats = jax.tree.map(stack, *[p["batch_stats"] for p in parents])
+        g_params = stack([p["params"] for p in parents])
+        g_stats = stack([p["batch_stats"] for p in parents])
         g_opt = jax.vmap(self.opt_g.init)(g_params)
         return EganState(generation=jnp.zeros((), jnp.int32), key=k_run,
                          g_params=g_params, g_stats=g_stats, g_opt=g_opt,
@@ -112,12 +95,11 @@ class Egan:
 
     def generator(self, state: EganState):
         """The fittest survivor of the last selection."""
-        return _take(state.g_params, 0), _take(state.g_stats, 0)
+        return take(state.g_params, 0), take(state.g_stats, 0)
 
     def discriminator(self, state: EganState):
         return state.d_params, state.d_stats
 
-    # --- pieces -------------------------------------------------------------------------------
     def _parents_fakes(self, g_params, g_stats, key):
         """A batch of fakes with an equal share from every parent (train mode); returns the
         fakes and the parents' refreshed running statistics."""
@@ -135,17 +117,10 @@ class Egan:
 
     def _mutate(self, params, stats, opt, loss_idx, zs, d_params, d_stats):
         """One child: k Adam steps of its parent on mutation loss `loss_idx` against D."""
-        gan = self.gan
-
-        def loss_fn(p, s, z):
-            fake, s = gan.generate(p, s, z, train=True)
-            logits, _ = gan.discriminate(d_params, d_stats, fake)
-            return jax.lax.switch(loss_idx, self.loss_fns, logits), s
-
+        loss = lambda logits: jax.lax.switch(loss_idx, self.loss_fns, logits)
         for z in zs:
-            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, z)
-            updates, opt = self.opt_g.update(grads, opt, params)
-            params = optax.apply_updates(params, updates)
+            params, stats, opt, _, _ = g_adam_step(self.gan, self.opt_g, params, stats, opt, z,
+                                                   d_params, d_stats, loss)
         return params, stats, opt
 
     def _evaluate(self, params, stats, real, z, d_params, d_stats):
@@ -164,7 +139,6 @@ class Egan:
         fd = -jnp.log(_grad_norm(jax.grad(d_loss)(d_params)) + 1e-12)
         return fq, fd, fake_logits
 
-    # --- one generation -----------------------------------------------------------------------
     def offspring(self, state: EganState, data: jax.Array) -> dict:
         """Steps 1-3 of a generation: the updated D, every child (stacked, child c comes from
         parent c // L by loss c % L) and its fitness terms on the common batch."""
@@ -172,21 +146,17 @@ class Egan:
         key, k_d, k_var, k_x, k_z = jax.random.split(state.key, 5)
 
         # 1. the discriminator, on the parents' samples
-        d_params, d_stats, d_opt, g_stats = (state.d_params, state.d_stats, state.d_opt,
-                                             state.g_stats)
-        for kk in jax.random.split(k_d, h.k_d):
-            k_real, k_fake = jax.random.split(kk)
-            real = sample_batch(k_real, data, batch)
-            fake, g_stats = self._parents_fakes(state.g_params, g_stats, k_fake)
-            d_params, d_stats, d_opt, _ = d_adam_step(gan, self.opt_d, d_params, d_stats,
-                                                      d_opt, real, fake)
+        g_stats, d_params, d_stats, d_opt, _ = d_adam_steps(
+            gan, self.opt_d, k_d, h.k_d, data, batch,
+            lambda k, s: self._parents_fakes(state.g_params, s, k), state.g_stats,
+            state.d_params, state.d_stats, state.d_opt)
 
         # 2. variation: all children together, on shared latents
         n_loss = len(self.losses)
         parent_of = jnp.repeat(jnp.arange(h.mu), n_loss)
         loss_of = jnp.tile(jnp.arange(n_loss), h.mu)
         zs = [gan.latents(kk, batch) for kk in jax.random.split(k_var, h.k)]
-        children = _take((state.g_params, g_stats, state.g_opt), parent_of)
+        children = take((state.g_params, g_stats, state.g_opt), parent_of)
         children = self._over_children(
             lambda p, s, o, li: self._mutate(p, s, o, li, zs, d_params, d_stats),
             *children, loss_of)
@@ -210,7 +180,7 @@ class Egan:
         best, loss_of = keep[0], o["loss_of"]
         won = loss_of[keep]
         metrics = {
-            **scores(o["real_logits"], o["fake_logits"][best]),
+            **F.scores(o["real_logits"], o["fake_logits"][best]),
             "egan_winner": loss_of[best].astype(jnp.float32),
             **{f"egan_wins_{name}": jnp.sum(won == i).astype(jnp.float32)
                for i, name in enumerate(self.losses)},
@@ -219,7 +189,7 @@ class Egan:
             "egan_fitness": o["fitness"][best],
             "egan_fitness_mean": jnp.mean(o["fitness"]),
         }
-        c_params, c_stats, c_opt = _take(o["children"], keep)
+        c_params, c_stats, c_opt = take(o["children"], keep)
         new = EganState(generation=state.generation + 1, key=o["key"], g_params=c_params,
                         g_stats=c_stats, g_opt=c_opt, d_params=o["d_params"],
                         d_stats=o["d_stats"], d_opt=o["d_opt"])

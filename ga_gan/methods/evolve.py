@@ -22,11 +22,12 @@ import jax.numpy as jnp
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from ga_gan.config import EvolveConfig, StrategyConfig
+from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
-from ga_gan.gan.opponents import HallOfFame, init_hall, opponents, update_hall, weighted_score
+from ga_gan.gan import task
+from ga_gan.gan.opponents import HallOfFame, init_hall, opponents, update_hall
 from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
 from ga_gan.gan import GAN, strong_types
 
@@ -42,15 +43,10 @@ class EvolveState:
     hall: HallOfFame | None = None  # past D means (evolve.hall_of_fame > 0)
 
 
-def _summary(prefix: str, fit: jax.Array) -> dict:
-    return {f"{prefix}_best": jnp.min(fit), f"{prefix}_mean": jnp.mean(fit),
-            f"{prefix}_std": jnp.std(fit)}
-
-
 class Evolve:
     """Pure evolution: evosax strategies for both networks, fitness vectorised over members."""
 
-    name = "evolve"
+    ema_decay = 0.0  # a distribution strategy's mean already averages its population
 
     def __init__(self, gan: GAN, cfg: EvolveConfig):
         self.gan, self.cfg = gan, cfg
@@ -90,15 +86,11 @@ class Evolve:
     def _d_generation(self, state: EvolveState, real, fake, k_ask, k_tell):
         """The D population's generation against `fake` (images of the G mean); on generations
         where D rests (`d_every`) the D state is kept and its fitness reads 0."""
-        gan = self.gan
-
-        def d_member(p):
-            real_logits, _ = gan.discriminate(p, state.d_stats, real)
-            fake_logits, _ = gan.discriminate(p, state.d_stats, fake)
-            return F.to_minimise(self.d_objective(real_logits, fake_logits), self.d_higher)
+        d_member = task.d_member(self.gan, self.d_objective, self.d_higher, state.d_stats,
+                                 real, fake)
 
         def evolve_d(_):
-            fit, d_state = population_generation(self.sd, state.d, gan.unravel_d, d_member,
+            fit, d_state = population_generation(self.sd, state.d, self.gan.unravel_d, d_member,
                                                  self.layout_d, self.cfg.d.chunk, k_ask, k_tell)
             return strong_types((fit, d_state))
 
@@ -109,26 +101,10 @@ class Evolve:
 
     def _g_member_fitness(self, state: EvolveState, d_flat, real, z):
         """member_fitness(G params) against the D mean (and the hall of fame, if any)."""
-        gan = self.gan
         ds, weights = opponents(d_flat, state.hall)
-        if self.g_features:  # each opponent's mean features of this generation's real batch
-            real_f = jax.lax.map(lambda d: jnp.mean(gan.discriminate_features(
-                gan.unravel_d(d), state.d_stats, real)[1], 0, keepdims=True), ds)
-        else:
-            real_f = jnp.zeros((ds.shape[0],))
-
-        def g_member(p):
-            images, _ = gan.generate(p, state.g_stats, z)
-
-            def score(d, rf):
-                logits, feats, _ = gan.discriminate_features(gan.unravel_d(d), state.d_stats,
-                                                             images)
-                return self.g_objective(logits, feats, rf)
-
-            value = weighted_score(score, ds, real_f, weights)
-            return F.to_minimise(value, self.g_higher)
-
-        return g_member
+        play = task.against_opponents(self.gan, self.g_objective, self.g_features, ds, weights,
+                                      state.d_stats, real)
+        return task.g_member(self.gan, self.g_higher, state.g_stats, z, play)
 
     def step(self, state: EvolveState, data: jax.Array) -> tuple[EvolveState, dict]:
         gan = self.gan
@@ -154,14 +130,8 @@ class Evolve:
         fake, g_stats = gan.generate(g_params, state.g_stats, z, train=True)
         real_logits, d_stats = gan.discriminate(d_params, state.d_stats, real)
         fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake)
-        metrics = {
-            "real_score": F.real_score(real_logits),
-            "fake_score": F.fake_score(fake_logits),
-            "loss_d": F.loss_d(real_logits, fake_logits),
-            "loss_g": F.loss_g(fake_logits),
-            **_summary("fitness_d", d_fit),
-            **_summary("fitness_g", g_fit),
-        }
+        metrics = {**F.scores(real_logits, fake_logits), **F.summary("fitness_d", d_fit),
+                   **F.summary("fitness_g", g_fit)}
         generation = state.generation + 1
         hall = (None if state.hall is None else
                 update_hall(state.hall, d_flat, generation, self.cfg.hall_every))

@@ -18,7 +18,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
@@ -28,7 +27,7 @@ from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
 from ga_gan.methods.evolve import Evolve, EvolveState
 from ga_gan.gan import GAN, strong_types
-from ga_gan.gan.steps import adam, d_adam_steps, scores
+from ga_gan.gan.steps import adam, d_adam_steps, g_adam_step, generated
 
 REFINE_STREAM = 0x1A3A  # fold_in constant of the refinement's PRNG stream
 
@@ -40,16 +39,12 @@ class LamarckState:
     d_opt: Any  # Adam state of the D mean (unused while k_d = 0)
 
     @property
-    def generation(self) -> jax.Array:
+    def generation(self) -> jax.Array:  # the one field the Method protocol reads
         return self.evolve.generation
-
-    @property
-    def key(self) -> jax.Array:
-        return self.evolve.key
 
 
 class Lamarck:
-    name = "hybrid-lamarck"
+    ema_decay = 0.999  # gradient steps on the mean: average its weights as Adam's
 
     def __init__(self, gan: GAN, cfg: EvolveConfig):
         h = cfg.hybrid
@@ -64,8 +59,8 @@ class Lamarck:
                     f"'{strategy.name}' is population-based (no mean): use a distribution "
                     f"strategy (open_es, snes, pgpe, sep_cma_es, ...) or set "
                     f"evolve.hybrid.{'k' if role == 'g' else 'k_d'}=0")
-        self.opt_g = adam(h.lr_g, h.beta1)
-        self.opt_d = adam(h.lr_d, h.beta1)
+        self.opt_g = adam(h.lr_g, h.beta1, h.beta2)
+        self.opt_d = adam(h.lr_d, h.beta1, h.beta2)
 
     def init(self, key: jax.Array) -> LamarckState:
         ev = self.evolve.init(key)
@@ -95,21 +90,13 @@ class Lamarck:
         d_evolved, d_stats = self.evolve.discriminator(ev)
         g_params, d_params, g_opt, d_opt = g_evolved, d_evolved, state.g_opt, state.d_opt
 
-        g_stats, d_params, d_stats, d_opt = d_adam_steps(
-            gan, self.opt_d, k_d, h.k_d, data, batch, g_params, g_stats, d_params, d_stats,
-            d_opt)
-
+        g_stats, d_params, d_stats, d_opt, _ = d_adam_steps(
+            gan, self.opt_d, k_d, h.k_d, data, batch, generated(gan, g_params, batch), g_stats,
+            d_params, d_stats, d_opt)
         for kk in jax.random.split(k_g, h.k):
-            z = gan.latents(kk, batch)
-
-            def loss_fn(p):
-                fake, s = gan.generate(p, g_stats, z, train=True)
-                logits, _ = gan.discriminate(d_params, d_stats, fake)
-                return F.loss_g(logits), s
-
-            (_, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
-            updates, g_opt = self.opt_g.update(grads, g_opt, g_params)
-            g_params = optax.apply_updates(g_params, updates)
+            g_params, g_stats, g_opt, _, _ = g_adam_step(
+                gan, self.opt_g, g_params, g_stats, g_opt, gan.latents(kk, batch), d_params,
+                d_stats)
 
         # Scores of the refined pair on a fresh batch, and what the gradient steps gained over
         # evolution's means: G's loss against the refined D, D's loss on the refined G's fakes.
@@ -122,7 +109,7 @@ class Lamarck:
         evolved_g_logits, _ = gan.discriminate(d_params, d_stats, fake_evolved)
         evolved_real, _ = gan.discriminate(d_evolved, ev.d_stats, real)
         evolved_fake, _ = gan.discriminate(d_evolved, ev.d_stats, fake)
-        refined = scores(real_logits, fake_logits)
+        refined = F.scores(real_logits, fake_logits)
         metrics = {
             **metrics,  # fitness_{d,g}_{best,mean,std} of the populations, as Evolve
             **refined,

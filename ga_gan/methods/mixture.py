@@ -7,6 +7,7 @@
   exact_counts    how many of n images each generator of a mixture draws: Lipizzaner's
                   `exact_proportion` (counts follow the weights, rounded to sum to n)
   mixture_es      (1+1)-ES on the mixture weights, minimising a Fréchet distance
+  neighbourhood_es  that ES for every neighbourhood of the torus at once
 
 The Fréchet distance here is a training signal, not the reported metric: pixels projected on a
 fixed random basis of `dims` directions (default 64), so that its matrix square root is a small
@@ -21,6 +22,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ga_gan.data import sample_batch
 
 NEIGHBOURS = 5  # the cell itself and its four von Neumann neighbours
 TOURNAMENT = 2
@@ -139,3 +142,23 @@ def mixture_es(key: jax.Array, weights: jax.Array, score: Callable, sigma: float
                 acc + better.astype(jnp.int32))
 
     return jax.lax.fori_loop(0, steps, body, (weights, score(weights), jnp.int32(0)))
+
+
+def neighbourhood_es(gan, key: jax.Array, g_params, g_stats, weights: jax.Array, data,
+                     proj: np.ndarray, nbr: np.ndarray, h) -> tuple:
+    """The (1+1)-ES on every neighbourhood's mixture weights (`h`: the HybridConfig's mix_*
+    settings), every generator on the same latents, against a fixed real subset (the same
+    reference at every event); (weights, FD, accepted) per cell."""
+    proj = jnp.asarray(proj)
+    feats = lambda x: x.reshape(x.shape[0], -1) @ proj
+    ref = reference(feats(sample_batch(jax.random.key(0x5EED), data, h.mix_samples)))
+    k_z, k_es = jax.random.split(key)
+    z = gan.latents(k_z, h.mix_samples)
+    out = jax.vmap(lambda p, s: feats(gan.generate(p, s, z, train=False)[0]))(
+        g_params, g_stats)  # (cells, n, dims)
+
+    def cell(k, w, members):
+        return mixture_es(k, w, lambda ww: mixture_fd(ref, out[members], ww), h.mix_sigma,
+                          h.mix_steps)
+
+    return jax.vmap(cell)(jax.random.split(k_es, nbr.shape[0]), weights, jnp.asarray(nbr))
