@@ -25,6 +25,7 @@ from ga_gan.data import load_dataset
 from ga_gan.gan import make_gan, strong_types
 from ga_gan.methods import build
 from ga_gan.methods import mixture as M
+from ga_gan.methods import torus as T
 from ga_gan.run import TIMING_KEYS, Runner
 from ga_gan.runlog import read_metrics
 
@@ -156,7 +157,7 @@ def test_one_generation_of_a_tiny_grid_learns(lip):
     data = jnp.asarray(load_dataset("digits", split="all", log=lambda *_: None).images)
     s0 = strong_types(jax.jit(shared.init)(jax.random.key(0)))
     s1, metrics = step(s0, data)
-    pairs = jax.jit(m._pairs)
+    pairs = jax.jit(lambda k, g, d, x: T.pair_scores(m.gan, k, g, d, x, cfg.evolve.batch))
     key = jax.random.key(9)
     before = pairs(key, (s0.g_params, s0.g_stats), (s0.d_params, s0.d_stats), data)
     d_after = pairs(key, (s0.g_params, s0.g_stats), (s1.d_params, s1.d_stats), data)

@@ -80,9 +80,9 @@ class Lamarck:
         h = self.h
         if h.k == 0 and h.k_d == 0:
             zero = jnp.zeros((), jnp.float32)
-            # (strong: same values, without the weak types evosax leaves; see ga_gan.gan.strong_types)
+            # strong: the same values without the weak types evosax leaves (gan.strong_types)
             return strong_types(state.replace(evolve=ev)), {**metrics, "lamarck_gain_g": zero,
-                                              "lamarck_gain_d": zero}
+                                                            "lamarck_gain_d": zero}
         gan, batch = self.gan, self.cfg.batch
         k_d, k_g, k_x, k_z = jax.random.split(jax.random.fold_in(state.evolve.key,
                                                                  REFINE_STREAM), 4)
