@@ -199,7 +199,7 @@ def run_method(name: str, method: Method, cfg, dataset, log) -> dict:
     final_source = "logged"
     if cfg.log.fd and (last_fd is None or last_fd["generation"] != result.generation):
         # the Runner stopped on the clock between evaluations: measure the final state
-        ckpt = Checkpointer(str(runner.out / "checkpoints"))
+        ckpt = Checkpointer(runner.ckpt.directory)  # the Runner's checkpoint.checkpoint_dir(cfg)
         state, _ = ckpt.restore(jax.eval_shape(runner.method.init, jax.random.key(cfg.seed)))
         ckpt.close()
         fd = runner.evaluate(state)
