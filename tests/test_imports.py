@@ -100,9 +100,30 @@ def closed_path(graph: dict[str, set[str]], component: set[str]) -> list[str]:
     raise AssertionError(f"{component} is not strongly connected")
 
 
+def describe(graph: dict[str, set[str]], loop: list[str]) -> str:
+    """A loop, then every other module caught in the same tangle (a shortest loop may leave
+    some out), so each can be traced to the file that imports upward."""
+    others = sorted(_component(graph, loop[0]) - set(loop))
+    return " -> ".join(loop) + (f"  (also in this tangle: {', '.join(others)})" if others else "")
+
+
+def _component(graph: dict[str, set[str]], v: str) -> set[str]:
+    def reach(start, edges):
+        seen, todo = {start}, [start]
+        while todo:
+            for w in edges[todo.pop()] - seen:
+                seen.add(w)
+                todo.append(w)
+        return seen
+    reverse = {u: {w for w in graph if u in graph[w]} for u in graph}
+    return reach(v, graph) & reach(v, reverse)
+
+
 def test_no_import_cycles():
-    found = cycles(import_graph())
-    assert not found, "import cycles in ga_gan:\n" + "\n".join(" -> ".join(c) for c in found)
+    graph = import_graph()
+    found = cycles(graph)
+    assert not found, "import cycles in ga_gan (an import from a higher layer, often inside a " \
+        "function):\n" + "\n".join(describe(graph, c) for c in found)
 
 
 def test_the_check_finds_a_hidden_cycle():
@@ -114,6 +135,8 @@ def test_the_check_finds_a_hidden_cycle():
     assert cycles(graph) == [["a", "b", "c", "a"]]
     graph["c"] = set()
     assert cycles(graph) == []
+    tangle = {"a": {"b"}, "b": {"a", "c"}, "c": {"a"}}  # two loops through a and b
+    assert describe(tangle, cycles(tangle)[0]) == "a -> b -> a  (also in this tangle: c)"
 
 
 def test_the_graph_sees_ga_gan():
