@@ -181,10 +181,9 @@ class Checkpointer:
                 print(f"warning: the save in flight did not commit: {e}", file=sys.stderr)
 
 
-def checkpointed_config(ckpt_dir: str):
-    """(RunConfig, method) stored with the latest checkpoint in ckpt_dir: what a resume on a
-    machine without the run folder (only the bucket) starts from."""
-    from ga_gan.config import from_dict
+def checkpointed_run(ckpt_dir: str) -> tuple[dict, str]:
+    """(config as saved, method) with the latest checkpoint in ckpt_dir: what a resume on a
+    machine without the run folder (only the bucket) starts from (config.load_run_config)."""
     ckpt = Checkpointer(ckpt_dir, async_save=False, create=False)
     try:
         if ckpt.latest_step() is None:
@@ -193,7 +192,7 @@ def checkpointed_config(ckpt_dir: str):
     finally:
         ckpt.close()
     try:
-        return from_dict(meta["config"]), meta["method"]
+        return meta["config"], meta["method"]
     except (KeyError, TypeError) as e:
         raise UserError(f"{ckpt_dir} holds no ga-gan checkpoint "
                         f"({type(e).__name__}: {e})") from None
@@ -291,16 +290,6 @@ def checkpoint_dir(cfg) -> str:
     """Where a run's checkpoints live: `checkpoint_dir` (any path orbax accepts, gs://bucket/run
     included) or the run folder's `checkpoints/`."""
     return cfg.checkpoint_dir or str(Path(cfg.out) / "checkpoints")
-
-
-def _with_defaults(saved: dict) -> dict:
-    """A checkpoint's config with keys added to RunConfig since it was written at their
-    defaults (a new option's default keeps the old behaviour), so old runs still resume."""
-    from ga_gan.config import from_dict, to_dict
-    try:
-        return to_dict(from_dict(saved))
-    except UserError:  # a key this version no longer knows: compare as saved, and refuse
-        return saved
 
 
 def uncommitted(tree):

@@ -262,8 +262,13 @@ def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
     of a bucket's checkpoint directory (`--resume gs://...` on a machine without the folder)."""
     from ga_gan import cloud
     if cloud.is_remote(run_dir):
-        from ga_gan.checkpoint import checkpointed_config  # imports orbax: only for buckets
-        return checkpointed_config(str(run_dir))
+        from ga_gan.checkpoint import checkpointed_run  # imports orbax: only for buckets
+        saved, method = checkpointed_run(str(run_dir))
+        try:
+            return from_dict(saved), method
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{run_dir} holds no ga-gan checkpoint "
+                            f"({type(e).__name__}: {e})") from None
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"not a ga-gan run folder (no config.json): {run_dir}")
@@ -273,3 +278,12 @@ def load_run_config(run_dir: str | Path) -> tuple[RunConfig, str]:
     except (ValueError, KeyError, TypeError) as e:  # someone else's config.json, or damaged
         raise UserError(f"not a ga-gan run folder ({path} is not a ga-gan config: "
                         f"{type(e).__name__}: {e})") from None
+
+
+def with_defaults(saved: dict) -> dict:
+    """A saved config with keys added to RunConfig since it was written at their defaults (a
+    new option's default keeps the old behaviour), so old runs still resume."""
+    try:
+        return to_dict(from_dict(saved))
+    except UserError:  # a key this version no longer knows: compare as saved, and refuse
+        return saved

@@ -13,19 +13,20 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ga_gan import __version__, cloud, distributed, ema
-from ga_gan.checkpoint import (_with_defaults, checkpoint_dir,  # noqa: F401 (re-exported)
+from ga_gan.checkpoint import (checkpoint_dir,  # noqa: F401 (re-exported)
                                Checkpointer, config_mismatch, uncommitted)
-from ga_gan.config import RunConfig, load_run_config, to_dict  # noqa: F401 (re-exported)
-from ga_gan.data import Dataset, load_dataset
+from ga_gan.config import (RunConfig, load_run_config, to_dict,  # noqa: F401 (re-exported)
+                           with_defaults)
+from ga_gan.data import Dataset, load_dataset, to_model_range
 from ga_gan.errors import UserError
 from ga_gan.gan import make_gan, strong_types
 from ga_gan.images import grid, save_png
@@ -34,7 +35,7 @@ from ga_gan.methods import build_method, total_steps  # noqa: F401 (build_method
 from ga_gan.progress import Progress
 from ga_gan.runlock import RunLock
 from ga_gan.runlog import RunLog
-from ga_gan.sample import sample_images
+from ga_gan.sampling import sample_images
 from ga_gan.validate import validate_config
 
 TIMING_KEYS = ("time_s", "eval_s")  # the wall clock; the rest of metrics.jsonl is deterministic
@@ -66,6 +67,25 @@ class RunResult:
     time_s: float
     stopped_by: str  # "generations" | "time_budget" | "signal"
     last: dict
+
+
+@dataclass
+class _Loop:
+    """One run's loop: what every stage reads (the log, signals, progress, the data on device,
+    the intervals chunks end on) and what each chunk hands to the next (the state, its
+    generation, training seconds so far, the last logged line, why the loop stopped)."""
+    state: Any
+    generation: int
+    train_time: float
+    runlog: RunLog
+    stop: StopOnSignal
+    data: Any
+    intervals: list[int]
+    mirror: bool  # metrics.jsonl is copied beside checkpoints in a bucket
+    start: int  # the generation this process started from
+    progress: Progress | None = None
+    last: dict = field(default_factory=dict)
+    stopped_by: str = "generations"  # | "time_budget" | "signal"
 
 
 class Runner:
@@ -135,7 +155,7 @@ class Runner:
             if meta.get("method") != self.method_name:
                 raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
                                 f"'{self.method_name}'; choose another --out or pass --restart")
-            why = config_mismatch(_with_defaults(meta.get("config", {})), to_dict(self.cfg))
+            why = config_mismatch(with_defaults(meta.get("config", {})), to_dict(self.cfg))
             if why:
                 raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
 
@@ -231,7 +251,7 @@ class Runner:
         return {**out, "eval_s": round(time.perf_counter() - t0, 3)}
 
     def _frechet(self, fakes: np.ndarray) -> dict:
-        fakes = fakes.astype(np.float32) / 127.5 - 1.0
+        fakes = to_model_range(fakes)
         out = {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
         for scorer in self.scorers():  # classifier_score, classes_covered, confident
             out.update(scorer(fakes))
@@ -263,138 +283,191 @@ class Runner:
             self.lock.release()
 
     def _loop(self) -> RunResult:
-        cfg, log = self.cfg, self.log
-        key = jax.random.key(cfg.seed)
-        time_offset = 0.0
-        mesh = distributed.population_mesh()
-        if self.resume_step is None and mesh is None:
-            state = strong_types(jax.jit(self.method.init)(key))
-        elif self.resume_step is None:  # a global state, replicated over every device
-            state = jax.jit(lambda k: strong_types(self.method.init(k)),
-                            out_shardings=distributed.replicated())(distributed.replicate(key))
-        else:  # restored (by _check_resume) into the structure and classes of a fresh state
-            state, meta = self._restored
-            state = ema.adapt(self.method, state)
-            if mesh is None:
-                state = strong_types(uncommitted(state))
-            else:  # as a fresh run's state: global, replicated, strongly typed
-                state = jax.jit(strong_types, out_shardings=distributed.replicated())(
-                    distributed.replicate(state))
-            time_offset = float(meta["time_s"])
-        generation = start = int(distributed.local(state.generation))
+        """init-or-restore, the chunks, a last checkpoint, the last images, the stop message."""
+        state, train_time = self._initial_state()
+        generation = int(distributed.local(state.generation))
         # Checkpoints in a bucket keep a copy of metrics.jsonl beside them, for a resume on
         # another machine (a new --out); the local file, when there, is at least as recent.
         mirror = cloud.is_remote(self.ckpt.directory) and self.primary
+        loop = _Loop(state, generation, train_time, self._open_runlog(mirror), mirror=mirror,
+                     start=generation, intervals=self._intervals(),
+                     data=distributed.replicate(jnp.asarray(self.dataset.images)),
+                     # On an error (or a second Ctrl-C) a save already in flight still commits
+                     # (or reports its failure) before the error leaves, so a finished
+                     # interval is not lost.
+                     stop=StopOnSignal(on_error=lambda: self.ckpt.close(quiet=True)))
+        if generation >= self.total:
+            self.log(f"already at generation {generation} >= {self.total}: nothing to do "
+                     f"(raise --generations/--steps to extend the run)")
+        self._open_tensorboard(loop.runlog)
+        loop.progress = Progress(self.total, generation,
+                                 enabled=self.cfg.log.progress and self.primary,
+                                 time_budget=self.cfg.time_budget, train_time=train_time)
+        if self.resume_step is None and self.cfg.log.eval_every:
+            first = {"generation": 0, "time_s": 0.0, **self.evaluate(state)}
+            loop.runlog.append(first)
+            loop.progress.observe(first)
+        with loop.stop:
+            self._chunks(loop)
+            self._checkpoint(loop, force_wait=True)
+            loop.progress.close()
+        self._finish(loop)
+        return RunResult(self.out, loop.generation, loop.train_time, loop.stopped_by, loop.last)
+
+    # --- init or restore --------------------------------------------------------------------
+    def _initial_state(self):
+        """(state, training seconds so far): a fresh state from `init`, or the one restored by
+        _check_resume made exactly like it (same classes, uncommitted, strongly typed); with
+        several devices a global state replicated over every device."""
+        key = jax.random.key(self.cfg.seed)
+        mesh = distributed.population_mesh()
+        if self.resume_step is None and mesh is None:
+            return strong_types(jax.jit(self.method.init)(key)), 0.0
+        if self.resume_step is None:
+            init = jax.jit(lambda k: strong_types(self.method.init(k)),
+                           out_shardings=distributed.replicated())
+            return init(distributed.replicate(key)), 0.0
+        state, meta = self._restored
+        state = ema.adapt(self.method, state)
+        if mesh is None:
+            state = strong_types(uncommitted(state))
+        else:
+            state = jax.jit(strong_types, out_shardings=distributed.replicated())(
+                distributed.replicate(state))
+        return state, float(meta["time_s"])
+
+    def _open_runlog(self, mirror: bool) -> RunLog:
+        """metrics.jsonl (fetched from the bucket on a resume elsewhere) and config.json."""
         if mirror and self.resume_step is not None and cloud.download_metrics(
                 self.ckpt.directory, self.out / "metrics.jsonl"):
-            log(f"metrics.jsonl fetched from {self.ckpt.directory}")
+            self.log(f"metrics.jsonl fetched from {self.ckpt.directory}")
         runlog = RunLog(self.out, resume_generation=self.resume_step, primary=self.primary)
-        runlog.write_json("config.json", {"method": self.method_name, "config": to_dict(cfg),
-                                          "versions": versions()})
-        data = distributed.replicate(jnp.asarray(self.dataset.images))
-        spc = max(1, cfg.log.steps_per_call)
-        # A chunk ends at every multiple of steps_per_call and of each interval below (and at
-        # the total), so checkpoints, evaluations and images land exactly on their interval and
-        # chunk boundaries do not depend on where a run was resumed.
-        intervals = [k for k in (spc, cfg.log.checkpoint_every, cfg.log.eval_every,
-                                 cfg.log.image_every) if k and k > 0]
-        last: dict = {}
-        stopped_by = "generations"
-        train_time = time_offset
-        if generation >= self.total:
-            log(f"already at generation {generation} >= {self.total}: nothing to do "
-                f"(raise --generations/--steps to extend the run)")
+        runlog.write_json("config.json", {"method": self.method_name,
+                                          "config": to_dict(self.cfg), "versions": versions()})
+        return runlog
 
-        def meta() -> dict:
-            return {"method": self.method_name, "generation": generation, "time_s": train_time,
-                    "config": to_dict(cfg), "versions": versions(),
-                    "ema": isinstance(self.method, ema.EMA)}
-
-        # On an error (or a second Ctrl-C) a save already in flight still commits (or reports
-        # its failure) before the error leaves, so a finished interval is not lost.
-        stop = StopOnSignal(on_error=lambda: self.ckpt.close(quiet=True))
-
-        def checkpoint(force_wait: bool = False):
-            with stop.critical():
-                if mirror:  # before the save starts: a committed step has its metrics there
-                    cloud.upload_metrics(runlog.metrics_path, self.ckpt.directory)
-                self.ckpt.save(generation, state, meta())
-            if force_wait:
-                self.ckpt.wait()
-
-        if cfg.log.tensorboard and self.primary:
+    def _open_tensorboard(self, runlog: RunLog) -> None:
+        if self.cfg.log.tensorboard and self.primary:
             from ga_gan.tblog import TensorBoard
             self._tb = TensorBoard(self.out, resume_generation=self.resume_step)
             runlog.sinks.append(self._tb.scalars)
-        progress = Progress(self.total, generation, enabled=cfg.log.progress and self.primary,
-                            time_budget=cfg.time_budget, train_time=train_time)
-        if self.resume_step is None and cfg.log.eval_every:
-            first = {"generation": 0, "time_s": 0.0, **self.evaluate(state)}
-            runlog.append(first)
-            progress.observe(first)
-        with stop:
-            while generation < self.total:
-                if cfg.time_budget is not None and train_time >= cfg.time_budget:
-                    stopped_by = "time_budget"
-                    break
-                n = min([self.total - generation] + [k - generation % k for k in intervals])
-                t0 = time.perf_counter()
-                new_state, metrics = self._chunk(n)(state, data)
-                metrics = jax.device_get(distributed.local(metrics))
-                t_start, train_time = train_time, train_time + time.perf_counter() - t0
-                if not all(np.all(np.isfinite(v)) for v in metrics.values()):
-                    bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
-                    checkpoint(force_wait=True)
-                    raise UserError(f"non-finite {', '.join(bad)} at generation "
-                                    f"{generation + 1}-{generation + n}; the last good state "
-                                    f"(generation {generation}) is saved in {self.out}")
-                state = new_state
-                out_of_time = cfg.time_budget is not None and train_time >= cfg.time_budget
-                # a run stopped by its budget still ends with a logged, evaluated last line
-                done = generation + n >= self.total or out_of_time
-                evaluate = bool(cfg.log.eval_every) and (
-                    (generation + n) % cfg.log.eval_every == 0 or done)
-                records = []
-                for i in range(n):
-                    g = generation + i + 1
-                    if g % cfg.log.every == 0 or (i == n - 1 and (done or evaluate)):
-                        # within a fused chunk, time is interpolated between its two ends
-                        records.append({"generation": g,
-                                        "time_s": round(t_start + (train_time - t_start)
-                                                        * (i + 1) / n, 4),
-                                        **{k: float(v[i]) for k, v in metrics.items()}})
-                generation += n
-                if evaluate:
-                    records[-1].update(self.evaluate(state))
-                with stop.critical():  # whole lines only
-                    for r in records:
-                        runlog.append(r)
-                last = records[-1] if records else last
-                if cfg.log.image_every and (generation % cfg.log.image_every == 0 or done):
-                    self.save_images(state, generation)
-                    runlog.plot()
-                if cfg.log.checkpoint_every and generation % cfg.log.checkpoint_every == 0:
-                    checkpoint()
-                progress(generation, records, train_time)
-                if out_of_time and generation < self.total:
-                    stopped_by = "time_budget"
-                    break
-                if distributed.any_process(stop.signal is not None):  # all hosts stop together
-                    stopped_by = "signal"
-                    break
-            checkpoint(force_wait=True)
-            progress.close()
-        if self.primary and (generation > start or self.resume_step is None):
-            self.save_images(state, generation)
-            runlog.plot()
+
+    def _intervals(self) -> list[int]:
+        """A chunk ends at every multiple of steps_per_call and of each interval below (and at
+        the total), so checkpoints, evaluations and images land exactly on their interval and
+        chunk boundaries do not depend on where a run was resumed."""
+        log = self.cfg.log
+        return [k for k in (max(1, log.steps_per_call), log.checkpoint_every, log.eval_every,
+                            log.image_every) if k and k > 0]
+
+    # --- the chunks -------------------------------------------------------------------------
+    def _chunks(self, loop: _Loop) -> None:
+        """Chunks until the total, the time budget or a signal (`loop.stopped_by` says which)."""
+        while loop.generation < self.total:
+            if self._over_budget(loop.train_time):
+                loop.stopped_by = "time_budget"
+                return
+            out_of_time = self._one_chunk(loop)
+            if out_of_time and loop.generation < self.total:
+                loop.stopped_by = "time_budget"
+                return
+            if distributed.any_process(loop.stop.signal is not None):  # all hosts stop together
+                loop.stopped_by = "signal"
+                return
+
+    def _over_budget(self, train_time: float) -> bool:
+        return self.cfg.time_budget is not None and train_time >= self.cfg.time_budget
+
+    def _one_chunk(self, loop: _Loop) -> bool:
+        """Run one chunk, then log, evaluate, draw and checkpoint what falls on its end.
+        Returns whether the time budget is spent."""
+        every = self.cfg.log.eval_every
+        n = min([self.total - loop.generation] + [k - loop.generation % k
+                                                  for k in loop.intervals])
+        t_start = loop.train_time
+        metrics = self._advance(loop, n)
+        out_of_time = self._over_budget(loop.train_time)
+        # a run stopped by its budget still ends with a logged, evaluated last line
+        done = loop.generation + n >= self.total or out_of_time
+        evaluate = bool(every) and ((loop.generation + n) % every == 0 or done)
+        records = self._records(metrics, loop.generation, n, t_start, loop.train_time,
+                                last_too=done or evaluate)
+        loop.generation += n
+        if evaluate:
+            records[-1].update(self.evaluate(loop.state))
+        with loop.stop.critical():  # whole lines only
+            for r in records:
+                loop.runlog.append(r)
+        loop.last = records[-1] if records else loop.last
+        self._images_and_checkpoints(loop, done)
+        loop.progress(loop.generation, records, loop.train_time)
+        return out_of_time
+
+    def _advance(self, loop: _Loop, n: int) -> dict:
+        """n steps from loop.state, their per-step metrics on the host. A non-finite metric
+        saves the last good state and ends the run in one line."""
+        t0 = time.perf_counter()
+        new_state, metrics = self._chunk(n)(loop.state, loop.data)
+        metrics = jax.device_get(distributed.local(metrics))
+        loop.train_time = loop.train_time + time.perf_counter() - t0
+        if not all(np.all(np.isfinite(v)) for v in metrics.values()):
+            bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
+            self._checkpoint(loop, force_wait=True)
+            raise UserError(f"non-finite {', '.join(bad)} at generation "
+                            f"{loop.generation + 1}-{loop.generation + n}; the last good state "
+                            f"(generation {loop.generation}) is saved in {self.out}")
+        loop.state = new_state
+        return metrics
+
+    def _records(self, metrics: dict, generation: int, n: int, t_start: float,
+                 t_end: float, last_too: bool) -> list[dict]:
+        """metrics.jsonl lines of the chunk's steps generation+1 .. generation+n: every
+        `log.every`-th, and the last when it is evaluated or ends the run. Within a fused
+        chunk, time is interpolated between its two ends."""
+        records = []
+        for i in range(n):
+            g = generation + i + 1
+            if g % self.cfg.log.every == 0 or (i == n - 1 and last_too):
+                records.append({"generation": g,
+                                "time_s": round(t_start + (t_end - t_start) * (i + 1) / n, 4),
+                                **{k: float(v[i]) for k, v in metrics.items()}})
+        return records
+
+    # --- images, checkpoints, the end -------------------------------------------------------
+    def _images_and_checkpoints(self, loop: _Loop, done: bool) -> None:
+        log = self.cfg.log
+        if log.image_every and (loop.generation % log.image_every == 0 or done):
+            self.save_images(loop.state, loop.generation)
+            loop.runlog.plot()
+        if log.checkpoint_every and loop.generation % log.checkpoint_every == 0:
+            self._checkpoint(loop)
+
+    def _checkpoint(self, loop: _Loop, force_wait: bool = False) -> None:
+        with loop.stop.critical():
+            if loop.mirror:  # before the save starts: a committed step has its metrics there
+                cloud.upload_metrics(loop.runlog.metrics_path, self.ckpt.directory)
+            self.ckpt.save(loop.generation, loop.state, self._meta(loop))
+        if force_wait:
+            self.ckpt.wait()
+
+    def _meta(self, loop: _Loop) -> dict:
+        return {"method": self.method_name, "generation": loop.generation,
+                "time_s": loop.train_time, "config": to_dict(self.cfg), "versions": versions(),
+                "ema": isinstance(self.method, ema.EMA)}
+
+    def _finish(self, loop: _Loop) -> None:
+        """The last images (unless a resume had nothing to do), closed files, how it stopped."""
+        if self.primary and (loop.generation > loop.start or self.resume_step is None):
+            self.save_images(loop.state, loop.generation)
+            loop.runlog.plot()
         self.ckpt.close()
         if self._tb is not None:
             self._tb.close()
-        if stopped_by == "signal":
+        if loop.stopped_by == "signal":
             elsewhere = (f" (on another machine: --resume {self.ckpt.directory} --out DIR)"
                          if cloud.is_remote(self.ckpt.directory) else "")
-            log(f"stopped by signal at generation {generation}; checkpoint saved. Resume with: "
-                f"ga-gan {self.method_name} --resume {self.out}{elsewhere}")
-        elif stopped_by == "time_budget":
-            log(f"time budget of {cfg.time_budget:g} s reached at generation {generation}")
-        return RunResult(self.out, generation, train_time, stopped_by, last)
+            self.log(f"stopped by signal at generation {loop.generation}; checkpoint saved. "
+                     f"Resume with: ga-gan {self.method_name} --resume {self.out}{elsewhere}")
+        elif loop.stopped_by == "time_budget":
+            self.log(f"time budget of {self.cfg.time_budget:g} s reached at generation "
+                     f"{loop.generation}")

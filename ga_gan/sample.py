@@ -8,34 +8,33 @@ mode, i.e. the running BatchNorm statistics kept in the checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-
-import math
 
 import jax
 import numpy as np
 
 from ga_gan import ema
-from ga_gan.checkpoint import Checkpointer
+from ga_gan.checkpoint import Checkpointer, checkpoint_dir
+from ga_gan.config import load_run_config
 from ga_gan.errors import UserError
-from ga_gan.data import to_uint8
-from ga_gan.gan import GAN, make_gan
+from ga_gan.gan import make_gan
 from ga_gan.images import grid, save_png, write_atomically
+from ga_gan.methods import build_method
+from ga_gan.sampling import sample_images  # noqa: F401 (re-exported)
 from ga_gan.validate import check_seed, writable_file
 
 
 def load_generator(run_dir: str | Path):
     """(gan, g_params, g_stats, config, state, method) of a run's latest checkpoint."""
-    from ga_gan.checkpoint import checkpoint_dir
-    from ga_gan.config import load_run_config
-    from ga_gan.methods import build_method
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
     cfg, method_name = load_run_config(run_dir)
+    cfg = dataclasses.replace(cfg, out=str(run_dir))  # where it is now, as `--resume` does
     gan = make_gan(cfg.model)
     method = build_method(method_name, gan, cfg)
-    ckpt_dir = checkpoint_dir(cfg) if cfg.checkpoint_dir else str(run_dir / "checkpoints")
+    ckpt_dir = checkpoint_dir(cfg)
     ckpt = Checkpointer(ckpt_dir, async_save=False)
     if ckpt.latest_step() is None:
         raise UserError(f"no complete checkpoint in {ckpt_dir}")
@@ -66,23 +65,3 @@ def sample_run(run_dir: str | Path, *, n: int, seed: int, out: str | Path) -> Pa
     else:
         write_atomically(out, lambda f: np.savez_compressed(f, images=images))
     return out
-
-
-def sample_images(gan: GAN, params, stats, key: jax.Array, n: int, batch: int = 512) -> np.ndarray:
-    """uint8 (n, H, W, C) images from a generator, eval mode, in fixed-size jitted batches."""
-    gen = _sampler(gan, min(batch, n))
-    out = [np.asarray(gen(params, stats, k)) for k in jax.random.split(key, math.ceil(n / batch))]
-    return to_uint8(np.concatenate(out)[:n])
-
-
-_SAMPLERS: dict = {}
-
-
-def _sampler(gan: GAN, batch: int):
-    if (id(gan), batch) not in _SAMPLERS:
-        @jax.jit
-        def gen(params, stats, key):
-            images, _ = gan.generate(params, stats, gan.latents(key, batch), train=False)
-            return images
-        _SAMPLERS[(id(gan), batch)] = gen
-    return _SAMPLERS[(id(gan), batch)]

@@ -337,6 +337,16 @@ def test_model_range_round_trip():
     np.testing.assert_array_equal(to_uint8(model), pixels)
 
 
+def test_model_range_on_the_host_is_the_exact_division():
+    """NumPy pixels (real-data statistics) stay on the host, exactly x / 127.5 - 1, and agree
+    with the jitted map used for training batches."""
+    pixels = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1)
+    host = to_model_range(pixels)
+    assert isinstance(host, np.ndarray) and host.dtype == np.float32
+    np.testing.assert_array_equal(host, pixels.astype(np.float32) / 127.5 - 1.0)
+    np.testing.assert_allclose(np.asarray(jax.jit(to_model_range)(pixels)), host, atol=1e-6)
+
+
 def test_to_uint8_clips_and_handles_nan():
     out = to_uint8(np.array([-3.0, 0.0, 5.0, np.nan]))
     assert out.dtype == np.uint8

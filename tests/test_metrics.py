@@ -10,6 +10,7 @@ import pytest
 from scipy import linalg
 
 from ga_gan.errors import UserError
+from ga_gan.data import to_model_range
 from ga_gan.metrics import FrechetEvaluator, frechet_distance, gaussian_stats, make_evaluators
 from ga_gan.metrics import classifier as clf
 
@@ -31,10 +32,6 @@ def digits(split):
         keep = np.sort(order[:360] if split == "test" else order[360:])
         return SimpleNamespace(images=images[keep], labels=bunch.target[keep].astype(np.int64), name="digits")
     return load_dataset("digits", split=split, log=quiet)
-
-
-def model_range(images_uint8):
-    return images_uint8.astype(np.float32) / 127.5 - 1
 
 
 def noise_like(images_uint8, seed=0):
@@ -103,7 +100,7 @@ def test_pixel_fd_orders_real_halves_below_noise(tmp_path, monkeypatch):
     half_a, half_b = images[order[: len(order) // 2]], images[order[len(order) // 2 :]]
     ev = FrechetEvaluator("pixels", half_a, "digits", cache_dir=tmp_path, log=quiet)
     assert ev.metric_name == "fd_pixels"
-    real_vs_real = ev(model_range(half_b))
+    real_vs_real = ev(to_model_range(half_b))
     real_vs_noise = ev(noise_like(half_b))
     assert 0 < real_vs_real < 0.1 * real_vs_noise
 
@@ -154,7 +151,7 @@ def test_classifier_cache_is_reused_and_fd_orders_real_below_noise(digits_classi
     monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: pytest.fail("retrained despite cache"))
     ev = FrechetEvaluator("classifier", train.images, "digits", cache_dir=cache, log=quiet)
     assert ev.metric_name == "fd_classifier"
-    real_vs_real = ev(model_range(test.images))
+    real_vs_real = ev(to_model_range(test.images))
     real_vs_noise = ev(noise_like(test.images))
     assert real_vs_real < 0.2 * real_vs_noise
 
@@ -205,7 +202,7 @@ def test_classifier_score_real_digits_near_ceiling_noise_near_one(digits_classif
     cache, train, test, acc = digits_classifier
     monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: pytest.fail("retrained despite cache"))
     scorer = ClassifierScorer(train.images.shape[1:], dataset_name="digits", cache_dir=cache, log=quiet)
-    real = scorer(model_range(test.images))
+    real = scorer(to_model_range(test.images))
     print(f"classifier_score on {len(test.images)} held-out digits: {real}")
     assert real["classifier_score"] > 8.5  # ceiling 10: balanced classes, confident
     assert real["classes_covered"] == 10 and real["confident"] > 0.85
@@ -213,7 +210,7 @@ def test_classifier_score_real_digits_near_ceiling_noise_near_one(digits_classif
     # (measured 2.67 on digits), rarely confidently; a collapsed generator scores exactly 1.
     noise = scorer(noise_like(test.images))
     assert noise["classifier_score"] < 3.0 and noise["confident"] < 0.3
-    collapsed = scorer(np.broadcast_to(model_range(test.images[:1]), test.images.shape))
+    collapsed = scorer(np.broadcast_to(to_model_range(test.images[:1]), test.images.shape))
     assert collapsed["classifier_score"] == pytest.approx(1.0) and collapsed["classes_covered"] == 1
     with pytest.raises(UserError, match="log.scores"):
         make_scorers(("inception",), (8, 8, 1), dataset_name="digits", cache_dir=cache)

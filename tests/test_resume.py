@@ -315,13 +315,12 @@ def test_old_checkpoint_without_a_newer_config_key_still_resumes():
     """A key added to the config after a run was checkpointed takes its default on resume;
     changing a key the run did have is still refused."""
     from ga_gan.checkpoint import config_mismatch
-    from ga_gan.config import RunConfig, to_dict
-    from ga_gan.run import _with_defaults
+    from ga_gan.config import RunConfig, to_dict, with_defaults
     current = to_dict(RunConfig())
     saved = json.loads(json.dumps(current))
     newer = sorted(saved["evolve"]["g"])[0]
     del saved["evolve"]["g"][newer]  # as written by a version without that option
     assert config_mismatch(saved, current) is not None
-    assert config_mismatch(_with_defaults(saved), current) is None
+    assert config_mismatch(with_defaults(saved), current) is None
     saved["evolve"]["batch"] += 1
-    assert "evolve.batch" in config_mismatch(_with_defaults(saved), current)
+    assert "evolve.batch" in config_mismatch(with_defaults(saved), current)

@@ -7,13 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def to_model_range(images) -> jax.Array:
-    """Map uint8 pixels to float32 in [-1, 1]; jittable so it can run on device after indexing.
+def to_model_range(images):
+    """uint8 pixels -> float32 in [-1, 1] (x / 127.5 - 1, clipped): the one map from stored
+    pixels to the generator's tanh range, for training batches and Fréchet statistics alike.
 
     Clipped because XLA turns the division into a multiply by a rounded reciprocal, which maps
-    255 to 1.0000001, just outside the tanh range the generator can produce.
+    255 to 1.0000001, just outside the range the generator can produce. A NumPy array stays a
+    NumPy array on the host (real-data statistics need not visit the device; there the division
+    is exact and the clip changes nothing); anything else (a jax.Array, a tracer under jit)
+    goes through jax.numpy.
     """
-    return jnp.clip(jnp.asarray(images).astype(jnp.float32) / 127.5 - 1.0, -1.0, 1.0)
+    xp = np if isinstance(images, np.ndarray) else jnp
+    return xp.clip(xp.asarray(images).astype(xp.float32) / 127.5 - 1.0, -1.0, 1.0)
 
 
 def to_uint8(x) -> np.ndarray:

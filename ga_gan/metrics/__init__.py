@@ -16,16 +16,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ga_gan.errors import UserError
-from ga_gan.metrics.features import (
-    EXTRACTORS,
-    METRIC_NAMES,
-    FeatureExtractor,
-    build_extractor,
-    cache_root,
-    extract_features,
-    slug,
-    to_model_range,
-)
+from ga_gan.data.pixels import to_model_range
+from ga_gan.metrics.extractor import FeatureExtractor, cache_root, extract_features, slug
+from ga_gan.metrics.features import EXTRACTORS, METRIC_NAMES, build_extractor
 from ga_gan.metrics.frechet import frechet_distance, gaussian_stats
 
 __all__ = [

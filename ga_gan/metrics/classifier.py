@@ -24,7 +24,8 @@ import optax
 from flax import serialization
 
 from ga_gan.errors import UserError
-from ga_gan.metrics.features import FeatureExtractor, cache_root, slug, to_model_range
+from ga_gan.data.pixels import to_model_range
+from ga_gan.metrics.extractor import FeatureExtractor, cache_root, slug
 
 # Bump when the architecture or training recipe changes: old cached classifiers are then ignored.
 CLASSIFIER_VERSION = "cnn-v1"
@@ -85,6 +86,23 @@ def _accuracy(apply_fn, params, x: np.ndarray, y: np.ndarray, batch: int = 1000)
     return correct / len(x)
 
 
+def _splits(dataset_train: Any, dataset_test: Any, rng: np.random.Generator,
+            image_hw: tuple[int, int] | None, max_train: int) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_test, y_test) in the model range, the train split subsampled to
+    ``max_train`` (with ``rng``) and both at the train split's resolution."""
+    _check_labelled(dataset_train, "train")
+    _check_labelled(dataset_test, "test")
+    n_all = len(dataset_train.images)
+    keep = np.sort(rng.choice(n_all, size=max_train, replace=False)) if n_all > max_train else np.arange(n_all)
+    x_train = _prepare(np.asarray(dataset_train.images)[keep], image_hw)
+    y_train = np.asarray(dataset_train.labels, dtype=np.int64)[keep]
+    x_test = _prepare(dataset_test.images, x_train.shape[1:3])
+    y_test = np.asarray(dataset_test.labels, dtype=np.int64)
+    if x_test.shape[3] != x_train.shape[3]:
+        raise UserError(f"train and test splits have different channel counts: {x_train.shape[3]} vs {x_test.shape[3]}")
+    return x_train, y_train, x_test, y_test
+
+
 def train_classifier(
     dataset_train: Any,
     dataset_test: Any,
@@ -101,18 +119,8 @@ def train_classifier(
     (MNIST, subsampled to ``max_train``) both train in seconds on CPU to >95% held-out accuracy.
     ``image_hw`` resizes both splits to the resolution the metric will be computed at.
     """
-    _check_labelled(dataset_train, "train")
-    _check_labelled(dataset_test, "test")
     rng = np.random.default_rng(seed)
-    n_all = len(dataset_train.images)
-    keep = np.sort(rng.choice(n_all, size=max_train, replace=False)) if n_all > max_train else np.arange(n_all)
-    x_train = _prepare(np.asarray(dataset_train.images)[keep], image_hw)
-    y_train = np.asarray(dataset_train.labels, dtype=np.int64)[keep]
-    x_test = _prepare(dataset_test.images, x_train.shape[1:3])
-    y_test = np.asarray(dataset_test.labels, dtype=np.int64)
-    if x_test.shape[3] != x_train.shape[3]:
-        raise UserError(f"train and test splits have different channel counts: {x_train.shape[3]} vs {x_test.shape[3]}")
-
+    x_train, y_train, x_test, y_test = _splits(dataset_train, dataset_test, rng, image_hw, max_train)
     model = SmallCNN(num_classes=int(max(y_train.max(), y_test.max())) + 1)
     n = len(x_train)
     epochs = epochs if epochs is not None else max(1, min(30, math.ceil(TARGET_EXAMPLES / n)))

@@ -25,7 +25,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from ga_gan.errors import UserError
-from ga_gan.metrics.features import FeatureExtractor
+from ga_gan.metrics.extractor import FeatureExtractor
 from ga_gan.metrics.torch_reader import read_torch_state_dict
 
 WEIGHTS_HINT = (

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ga_gan.errors import UserError
-from ga_gan.metrics.features import FeatureExtractor, extract_features
+from ga_gan.metrics.extractor import FeatureExtractor, extract_features
 
 MIN_SHARE = 0.05  # a class counts as covered with at least this share of the samples
 CONFIDENT_P = 0.9  # a sample counts as confident when its top class has at least this p
