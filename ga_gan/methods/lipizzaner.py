@@ -42,6 +42,7 @@ from ga_gan.gan import losses as F
 from ga_gan.gan import GAN, stack, take
 from ga_gan.gan.steps import adam
 from ga_gan.methods import mixture as M
+from ga_gan.sampling import sample_images
 from ga_gan.methods import torus as T
 
 MUSTANGS_LOSSES = ("minimax", "heuristic", "least_squares")
@@ -131,7 +132,6 @@ class Lipizzaner:
     def sample(self, state: GridState, key: jax.Array, n: int) -> np.ndarray:
         """n uint8 images from the best cell's mixture (eval mode): generator j of its
         neighbourhood draws exact_counts(w)[j] of them, in a random order."""
-        from ga_gan.sample import sample_images
         state = distributed.local(state)
         c = int(self.best_cell(state))
         counts = np.asarray(M.exact_counts(state.weights[c], n))
