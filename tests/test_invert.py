@@ -12,7 +12,7 @@ from ga_gan.errors import UserError
 from ga_gan.invert import ga
 from ga_gan.invert.output import load_target_images, write_outputs
 from ga_gan.invert.search import invert, make_fitness_fn
-from ga_gan.invert.strategies import make_driver, resolve_strategy
+from ga_gan.invert.strategies import make_latent_strategy, resolve_strategy
 
 KEY = jax.random.PRNGKey(0)
 LATENT = 8
@@ -195,12 +195,14 @@ def test_invert_min_reports_nearest_target(toy):
 
 def test_strategy_names_and_errors():
     assert resolve_strategy("GA") == "blx_ga"
-    assert resolve_strategy("CMA-ES") == "CMA_ES"
-    assert resolve_strategy("simple_ga") == "SimpleGA"
+    assert resolve_strategy("CMA-ES") == "cma_es"
+    assert resolve_strategy("simple_ga") == "simple_ga"
     with pytest.raises(UserError, match="open_es"):
         resolve_strategy("hill_descent_9000")
     with pytest.raises(UserError, match="pop"):
-        make_driver("open_es", 7, LATENT)
+        make_latent_strategy("open_es", 7, LATENT)
+    # evolution's builder and name rule: any spelling of a name finds the same evosax class
+    assert type(make_latent_strategy("SepCMA-ES", 8, LATENT).es).__name__ == "Sep_CMA_ES"
 
 
 def test_wrong_target_shape_names_both_shapes():

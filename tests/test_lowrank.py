@@ -19,8 +19,8 @@ from ga_gan.config import RunConfig, apply_overrides
 from ga_gan.data import load_dataset, sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
-from ga_gan.strategies.lowrank import (LowRankES, LowRankState, centered_ranks, evaluate_lowrank,
-                                   make_lowrank)
+from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
+from ga_gan.strategies.lowrank import LowRankES, LowRankState, evaluate_lowrank, make_lowrank
 from ga_gan.methods.evolve import Evolve
 from ga_gan.strategies.evosax_strategy import make_strategy
 from ga_gan.gan import make_gan
@@ -137,8 +137,30 @@ def test_antithetic_pairs_and_rank():
     members = LowRankES.members(noise)
     np.testing.assert_array_equal(members["A"]["Dense_0"][:4], -members["A"]["Dense_0"][4:])
     np.testing.assert_array_equal(members["B"]["Dense_0"][:4], members["B"]["Dense_0"][4:])
-    # centred ranks: lowest fitness -> -0.5, highest -> +0.5
+    # centred ranks (evosax's shaping, which tell uses): lowest fitness -> -0.5, highest -> +0.5
     np.testing.assert_allclose(centered_ranks(jnp.array([3.0, -1.0, 7.0])), [0.0, -0.5, 0.5])
+    # ties share their rank: a pair scored alike moves the mean by nothing
+    np.testing.assert_allclose(centered_ranks(jnp.array([1.0, 1.0, 2.0, 0.0])), [0, 0, 0.5, -0.5],
+                               atol=1e-7)
+
+
+def centered_ranks(fitness):
+    return centered_rank_fitness_shaping_fn(None, fitness, None, None)
+
+
+def test_tell_is_the_openes_step_on_centred_ranks():
+    """tell = one optimiser step along `gradient` of the centred ranks (sgd, lr 1: mean - g);
+    the key is unused, as the noise was drawn by ask."""
+    v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
+    es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd")
+    mean = ravel_pytree(v["params"])[0]
+    state = es.init(jax.random.key(1), mean)
+    noise, same = es.ask(jax.random.key(2), state)
+    assert same is state
+    fit = jnp.array([0.3, -1.0, 2.0, 0.5, 0.1, 7.0])
+    new = es.tell(None, noise, fit, state)
+    np.testing.assert_allclose(new.mean, mean - es.gradient(noise, centered_ranks(fit)), atol=1e-6)
+    assert float(new.best_fitness) == -1.0 and int(new.generation_counter) == 1
 
 
 def test_gradient_estimate_points_like_openes_and_the_true_gradient():

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "BlxGA": "ga_gan.invert.ga",
     "GAConfig": "ga_gan.invert.ga",
     "GAState": "ga_gan.invert.ga",
     "InversionResult": "ga_gan.invert.search",
     "invert": "ga_gan.invert.search",
     "load_target_images": "ga_gan.invert.output",
-    "make_driver": "ga_gan.invert.strategies",
+    "make_latent_strategy": "ga_gan.invert.strategies",
     "make_fitness_fn": "ga_gan.invert.search",
     "resolve_strategy": "ga_gan.invert.strategies",
     "strategy_names": "ga_gan.invert.strategies",

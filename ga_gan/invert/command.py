@@ -57,6 +57,50 @@ def invert_run(
     and summary.json into ``out``. Every problem the user can fix is a one-line ``UserError``.
     """
     # Cheap checks first, so a typo fails before a checkpoint is restored.
+    _check_options(target, targets, distance, features, reduce, pop, generations,
+                   feature_weight, prior_weight, strategy)
+    from ga_gan.validate import check_seed, writable_dir
+    check_seed(seed)
+    out = writable_dir(out, "--out")  # before the search, so its result cannot be lost
+    target_files = _target_files(target, targets)
+
+    gan, g_params, g_stats, cfg, state, method = _load_run(run_dir)
+    method_name = run_method_name(run_dir, cfg)
+    res, ch = cfg.model.resolution, cfg.model.channels
+    from ga_gan.invert.output import load_target_images, write_outputs
+    from ga_gan.invert.search import invert
+
+    images = load_target_images(target if target is not None else targets, res, ch)
+    feature_fn = None
+    if distance != "pixels":
+        feature_fn = _feature_fn(features, gan, cfg, method, state, method_name, log)
+    every, progress = _progress(generations, log)
+    log(f"inverting {len(images)} target{'s' if len(images) != 1 else ''} ({res}x{res}x{ch}) "
+        f"with {strategy}, pop {pop}, {generations} generations, "
+        f"distance {distance}{'' if distance == 'pixels' else f' ({features})'}")
+    result = invert(
+        lambda z: gan.generate(g_params, g_stats, z, train=False)[0], images,
+        latent_dim=cfg.model.latent_dim, strategy=strategy, pop=pop, generations=generations,
+        distance=distance, feature_fn=feature_fn, feature_weight=feature_weight, reduce=reduce,
+        prior_weight=prior_weight, seed=seed, log_every=every, on_generation=progress,
+    )
+    write_outputs(result, out, images)
+    _extend_summary(out / "summary.json", {
+        "run": str(run_dir), "method": method_name,
+        "targets": [str(p) for p in target_files], "features": features if distance != "pixels" else None,
+        "feature_weight": float(feature_weight), "prior_weight": float(prior_weight),
+        "pop": int(pop), "seed": int(seed), "resolution": int(res), "channels": int(ch),
+    })
+    log(_outcome(result, out))
+    return result
+
+
+# ------------------------------------------------------------------------------ pieces
+
+
+def _check_options(target, targets, distance, features, reduce, pop, generations,
+                   feature_weight, prior_weight, strategy) -> None:
+    """Every option error that needs no file and no JAX, in the order a user would fix them."""
     if (target is None) == (targets is None):
         raise UserError("give exactly one of --target IMAGE or --targets DIR")
     if distance not in DISTANCES:
@@ -70,66 +114,46 @@ def invert_run(
     if not feature_weight >= 0 or not prior_weight >= 0:  # also rejects NaN
         raise UserError(f"--feature-weight and --prior-weight must be >= 0 "
                         f"(got {feature_weight} and {prior_weight})")
-    from ga_gan.validate import check_seed, writable_dir
-    check_seed(seed)
-    out = writable_dir(out, "--out")  # before the search, so its result cannot be lost
     from ga_gan.invert.strategies import resolve_strategy
     resolve_strategy(strategy)
-    target_files = _target_files(target, targets)
 
-    gan, g_params, g_stats, cfg, state, method = _load_run(run_dir)
-    res, ch = cfg.model.resolution, cfg.model.channels
 
-    from ga_gan.invert.output import load_target_images, write_outputs
-    from ga_gan.invert.search import invert
+def run_method_name(run_dir, cfg) -> str:
+    """The public name of the method that made the run (summary.json's "method"): what its
+    config.json records ("train", "evolve"), or "hybrid-VARIANT" for `--mode hybrid`."""
+    method = json.loads((Path(run_dir) / "config.json").read_text()).get("method", "")
+    if method == "evolve" and cfg.evolve.mode == "hybrid":
+        return "hybrid-" + cfg.evolve.hybrid.variant.strip().lower().replace("_", "-")
+    return method
 
-    images = load_target_images(target if target is not None else targets, res, ch)
 
-    def generate(z):
-        return gan.generate(g_params, g_stats, z, train=False)[0]
+def _feature_fn(features, gan, cfg, method, state, method_name, log) -> Callable:
+    """The feature space ``--features`` names (see the module doc)."""
+    if features == "classifier":
+        return classifier_features(cfg, log)
+    if not hasattr(method, "discriminator"):
+        raise UserError(f"a '{method_name}' run keeps no discriminator; use --features classifier")
+    return discriminator_features(gan, *method.discriminator(state))
 
-    feature_fn = None
-    if distance != "pixels" and features == "discriminator":
-        if not hasattr(method, "discriminator"):
-            raise UserError(f"a '{getattr(method, 'name', '?')}' run keeps no discriminator; "
-                            f"use --features classifier")
-        feature_fn = discriminator_features(gan, *method.discriminator(state))
-    elif distance != "pixels":
-        feature_fn = classifier_features(cfg, log)
 
-    n = generations
-    every = max(1, n // 10)
+def _progress(generations: int, log) -> tuple[int, Callable[[int, float], None]]:
+    """(snapshot interval, progress callback): one line per ~10% of the generations."""
+    every = max(1, generations // 10)
     t0 = time.perf_counter()
 
     def progress(g: int, best: float) -> None:
-        if g % every == 0 or g == n:
-            log(f"generation {g}/{n} best {best:.5g} ({time.perf_counter() - t0:.1f} s elapsed, "
-                f"compilation included)")
+        if g % every == 0 or g == generations:
+            log(f"generation {g}/{generations} best {best:.5g} ({time.perf_counter() - t0:.1f} s "
+                f"elapsed, compilation included)")
 
-    what = f"{len(images)} target{'s' if len(images) != 1 else ''}"
-    log(f"inverting {what} ({res}x{res}x{ch}) with {strategy}, pop {pop}, {n} generations, "
-        f"distance {distance}{'' if distance == 'pixels' else f' ({features})'}")
-    result = invert(
-        generate, images, latent_dim=cfg.model.latent_dim, strategy=strategy, pop=pop,
-        generations=n, distance=distance, feature_fn=feature_fn, feature_weight=feature_weight,
-        reduce=reduce, prior_weight=prior_weight, seed=seed, log_every=every,
-        on_generation=progress,
-    )
-    write_outputs(result, out, images)
-    _extend_summary(out / "summary.json", {
-        "run": str(run_dir), "method": getattr(method, "name", ""),
-        "targets": [str(p) for p in target_files], "features": features if distance != "pixels" else None,
-        "feature_weight": float(feature_weight), "prior_weight": float(prior_weight),
-        "pop": int(pop), "seed": int(seed), "resolution": int(res), "channels": int(ch),
-    })
-    log(f"best distance {result.best_distance:.5g} (pixel MSE {result.pixel_mse:.5g}; best prior "
-        f"draw {result.initial_distance:.5g}) in {result.seconds:.1f}s "
-        f"({1000 * result.seconds_per_generation:.2f} ms/generation, compile "
-        f"{result.compile_seconds:.1f}s); wrote {out}")
-    return result
+    return every, progress
 
 
-# ------------------------------------------------------------------------------ pieces
+def _outcome(result, out) -> str:
+    return (f"best distance {result.best_distance:.5g} (pixel MSE {result.pixel_mse:.5g}; best "
+            f"prior draw {result.initial_distance:.5g}) in {result.seconds:.1f}s "
+            f"({1000 * result.seconds_per_generation:.2f} ms/generation, compile "
+            f"{result.compile_seconds:.1f}s); wrote {out}")
 
 
 def _target_files(target, targets) -> list[Path]:

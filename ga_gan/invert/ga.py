@@ -2,8 +2,10 @@
 
 Operators are separate jittable functions so each can be tested in isolation; ``init``/``ask``/
 ``tell`` mirror evosax's population-based calling convention (evaluated initial population,
-``ask`` returns candidates plus state, ``tell`` takes their fitness) so the inversion loop can
-drive this GA and any evosax strategy through the same thin adapter. Fitness is minimised.
+``ask`` returns candidates plus state, ``tell`` takes their fitness), and ``BlxGA`` offers them
+as a ``SearchStrategy`` so the inversion loop drives this GA exactly like any evosax strategy.
+The state names its best so far ``best_solution``/``best_fitness``, as evosax states do.
+Fitness is minimised.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from ga_gan.strategies.base import evaluate_rows
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class GAState:
 
     population: jax.Array  # (mu, D)
     fitness: jax.Array  # (mu,)
-    best_latent: jax.Array  # (D,)
+    best_solution: jax.Array  # (D,)
     best_fitness: jax.Array  # ()
     generation: jax.Array  # () int
 
@@ -114,7 +118,7 @@ def init(key: jax.Array, population: jax.Array, fitness: jax.Array, config: GACo
     return GAState(
         population=population,
         fitness=fitness,
-        best_latent=population[0],
+        best_solution=population[0],
         best_fitness=fitness[0],
         generation=jnp.asarray(0, dtype=jnp.int32),
     )
@@ -143,7 +147,40 @@ def tell(
     return state.replace(
         population=population,
         fitness=pop_fitness,
-        best_latent=population[0],
+        best_solution=population[0],
         best_fitness=pop_fitness[0],
         generation=state.generation + 1,
     )
+
+
+@dataclass(frozen=True)
+class BlxGA:
+    """The GA as a `ga_gan.strategies.base.SearchStrategy` (mu = `pop`, lambda from `config`)."""
+
+    pop: int
+    config: GAConfig = GAConfig()
+    name: str = "blx_ga"
+    distribution: bool = False
+
+    evaluate = staticmethod(evaluate_rows)
+
+    @property
+    def population_size(self) -> int:
+        return self.config.offspring_size or self.pop
+
+    def init(self, key: jax.Array, x0: jax.Array,
+             evaluated: tuple[jax.Array, jax.Array] | None = None) -> GAState:
+        """From an evaluated sample, or from `pop` unevaluated (+inf) copies of `x0`."""
+        if evaluated is None:
+            evaluated = jnp.broadcast_to(x0, (self.pop, x0.size)), jnp.full(self.pop, jnp.inf)
+        return init(key, *evaluated, self.config)
+
+    def ask(self, key: jax.Array, state: GAState) -> tuple[jax.Array, GAState]:
+        return ask(key, state, self.config)
+
+    def tell(self, key: jax.Array, offspring: jax.Array, fitness: jax.Array,
+             state: GAState) -> GAState:
+        return tell(key, offspring, fitness, state, self.config)
+
+    def center(self, state: GAState) -> jax.Array:
+        return state.best_solution

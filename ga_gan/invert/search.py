@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,8 @@ import numpy as np
 
 from ga_gan.errors import UserError
 from ga_gan.invert import ga
-from ga_gan.invert.strategies import make_driver
+from ga_gan.invert.strategies import make_latent_strategy
+from ga_gan.strategies.base import SearchStrategy
 
 DISTANCES = ("pixels", "features", "both")
 REDUCTIONS = ("min", "mean")
@@ -142,30 +143,64 @@ def invert(
         generate, targets, distance=distance, feature_fn=feature_fn,
         feature_weight=feature_weight, reduce=reduce, prior_weight=prior_weight,
     )
-    driver = make_driver(strategy, pop, latent_dim, ga_config, generations)
+    search = make_latent_strategy(strategy, pop, latent_dim, ga_config, generations)
+    start, step = _generation_fns(search, fitness_fn, pop, latent_dim)
+    key_start, key_loop = jax.random.split(jax.random.PRNGKey(seed))
+    t0 = time.perf_counter()
+    state = start(key_start)
+    step_c = step.lower(state, key_loop).compile()
+    compile_seconds = time.perf_counter() - t0
+    render = jax.jit(lambda z: generate(z[None])[0])
+    trace = _search(step_c, state, key_loop, generations, render, log_every, on_generation)
+    if not np.isfinite(trace.history[-1]):
+        raise UserError("every candidate scored a non-finite distance; check the generator output")
+    best_image = trace.snapshots[-1][1]
+    nearest_mse = float(np.min(np.mean((best_image[None] - targets) ** 2, axis=(1, 2, 3))))
+    return InversionResult(
+        best_latent=np.asarray(trace.best_latent), best_image=best_image,
+        best_distance=trace.history[-1], pixel_mse=nearest_mse, history=trace.history,
+        snapshots=trace.snapshots, generations=generations, seconds=trace.seconds,
+        seconds_per_generation=trace.seconds / generations, compile_seconds=compile_seconds,
+        initial_distance=trace.initial, strategy=search.name, distance=distance, reduce=reduce,
+    )
 
-    @jax.jit
+
+def best_so_far(state: Any) -> tuple[jax.Array, jax.Array]:
+    """(latent, fitness): every invert strategy's state keeps evosax's best_solution/best_fitness."""
+    return state.best_solution, state.best_fitness
+
+
+def _generation_fns(strategy: SearchStrategy, fitness_fn: Callable, pop: int, latent_dim: int):
+    """Jitted (start, step): the state of an evaluated prior sample, and one whole generation
+    (ask, render, score, tell) returning the best so far."""
+
     def start(key):
         k_prior, k_init = jax.random.split(key)
         z0 = ga.sample_prior(k_prior, pop, latent_dim)
-        f0 = fitness_fn(z0)
-        return driver.init(k_init, z0, f0)
+        return strategy.init(k_init, jnp.zeros(latent_dim), (z0, fitness_fn(z0)))
 
     def step(state, key):
         k_ask, k_tell = jax.random.split(key)
-        population, state = driver.ask(k_ask, state)
-        state = driver.tell(k_tell, population, fitness_fn(population), state)
-        return state, driver.best(state)
+        population, state = strategy.ask(k_ask, state)
+        state = strategy.tell(k_tell, population, fitness_fn(population), state)
+        return state, best_so_far(state)
 
-    render = jax.jit(lambda z: generate(z[None])[0])
-    key_start, key_loop = jax.random.split(jax.random.PRNGKey(seed))
+    return jax.jit(start), jax.jit(step)
 
-    t0 = time.perf_counter()
-    state = start(key_start)
-    step_c = jax.jit(step).lower(state, key_loop).compile()
-    compile_seconds = time.perf_counter() - t0
 
-    best_z, best_f = driver.best(state)
+@dataclass
+class _Trace:
+    best_latent: jax.Array
+    history: list[float]
+    snapshots: list[tuple[int, np.ndarray]]
+    initial: float
+    seconds: float
+
+
+def _search(step_c, state, key_loop, generations: int, render, log_every: int,
+            on_generation) -> _Trace:
+    """The generations, timed apart from compilation, with progress calls and snapshots."""
+    best_z, best_f = best_so_far(state)
     initial = float(best_f)
     snapshots = [(0, np.asarray(render(best_z)))]
     history: list[float] = []
@@ -178,25 +213,4 @@ def invert(
             on_generation(g, history[-1])
         if (log_every > 0 and g % log_every == 0) or g == generations:
             snapshots.append((g, np.asarray(render(best_z))))
-    seconds = time.perf_counter() - t0
-
-    if not np.isfinite(history[-1]):
-        raise UserError("every candidate scored a non-finite distance; check the generator output")
-    best_image = snapshots[-1][1]
-    nearest_mse = float(np.min(np.mean((best_image[None] - targets) ** 2, axis=(1, 2, 3))))
-    return InversionResult(
-        best_latent=np.asarray(best_z),
-        best_image=best_image,
-        best_distance=history[-1],
-        pixel_mse=nearest_mse,
-        history=history,
-        snapshots=snapshots,
-        generations=generations,
-        seconds=seconds,
-        seconds_per_generation=seconds / generations,
-        compile_seconds=compile_seconds,
-        initial_distance=initial,
-        strategy=driver.name,
-        distance=distance,
-        reduce=reduce,
-    )
+    return _Trace(best_z, history, snapshots, initial, time.perf_counter() - t0)

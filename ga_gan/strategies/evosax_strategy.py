@@ -1,9 +1,11 @@
-"""evosax strategies behind one small, uniform ask/tell interface over flat vectors.
+"""evosax strategies behind `SearchStrategy`, over flat vectors.
 
 evosax has two families with different `init` signatures (distribution-based take a mean,
 population-based want an evaluated population) and different ways to set the mutation scale
-(a `std_schedule`, or `params.std_init`). `Strategy` hides that so the GAN loop can treat every
-strategy alike; the sign convention (evosax minimises) is handled in `ga_gan.gan.losses`.
+(a `std_schedule`, or `params.std_init`). `Strategy` hides that so the GAN loop and invert's
+latent search treat every strategy alike; the sign convention (evosax minimises) is handled in
+`ga_gan.gan.losses`. `make_strategy` is the one place an evosax strategy is built and a
+strategy name is looked up.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +21,7 @@ import optax
 from evosax.algorithms import algorithms as EVOSAX_ALGORITHMS
 
 from ga_gan.errors import UserError
+from ga_gan.strategies.base import evaluate_rows, make_optimizer
 
 # Strategies whose state holds an n x n matrix: fine for latents, impossible for networks.
 QUADRATIC = {"cma_es", "xnes", "ma_es", "cr_fm_nes", "iamalgam_full", "sv_cma_es", "guided_es",
@@ -27,6 +30,7 @@ QUADRATIC_MAX_DIMS = 20_000
 # Strategies that need learned weights shipped as checkpoints or have no use here.
 UNSUPPORTED = {"les", "lga", "evotf_es", "cmaanchoredles", "cma_anchored_les", "learned_ga",
                "diffusion_evolution", "noise_reuse_es", "persistent_es"}
+COMMON = ["open_es", "snes", "pgpe", "sep_cma_es", "simple_ga", "ars", "simple_es"]
 
 
 def _snake(name: str) -> str:
@@ -34,14 +38,28 @@ def _snake(name: str) -> str:
     return s.lower().replace("__", "_")
 
 
+def normalise(name: str) -> str:
+    """The one spelling rule for strategy names: case, '-' and '_' do not matter."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def strategy_registry() -> dict[str, type]:
-    """Lower-case snake names (open_es, simple_ga, sep_cma_es, ...) -> evosax classes."""
-    reg = {}
-    for key, cls in EVOSAX_ALGORITHMS.items():
-        for alias in {_snake(key), key.lower(), _snake(cls.__name__)}:
-            if alias not in UNSUPPORTED:
-                reg[alias] = cls
-    return reg
+    """Lower-case names (open_es, simple_ga, sep_cma_es, ...) -> evosax classes."""
+    unsupported = {normalise(n) for n in UNSUPPORTED}
+    return {alias: cls for key, cls in EVOSAX_ALGORITHMS.items()
+            if normalise(key) not in unsupported
+            for alias in {_snake(key), key.lower(), _snake(cls.__name__)}}
+
+
+def find_strategy(name: str, also: tuple[str, ...] = ()) -> type:
+    """The evosax class a user's spelling names; `also` are the caller's own names, offered
+    in the error."""
+    reg = strategy_registry()
+    found = {normalise(alias): cls for alias, cls in reg.items()}.get(normalise(name))
+    if found is None:
+        raise UserError(f"unknown strategy '{name}' (try one of: {', '.join([*also, *COMMON])}; "
+                        f"all: {', '.join(sorted(reg))})")
+    return found
 
 
 def _slim_metrics(key, population, fitness, state, params):
@@ -58,17 +76,23 @@ class Strategy:
     params: Any
     distribution: bool
 
+    evaluate = staticmethod(evaluate_rows)
+
     @property
     def population_size(self) -> int:
         return self.es.population_size
 
-    def init(self, key: jax.Array, x0: jax.Array) -> Any:
+    def init(self, key: jax.Array, x0: jax.Array,
+             evaluated: tuple[jax.Array, jax.Array] | None = None) -> Any:
         if self.distribution:
-            return self.es.init(key, x0, self.params)
-        # Population-based strategies start from copies of x0 with equal (unknown) fitness: the
-        # first ask then mutates them all, which is the usual GA start from one seed network.
-        pop = jnp.broadcast_to(x0, (self.population_size, x0.size))
-        return self.es.init(key, pop, jnp.zeros(self.population_size), self.params)
+            state = self.es.init(key, x0, self.params)
+            return state if evaluated is None else _seed_best(state, *evaluated)
+        if evaluated is None:
+            # Population-based strategies start from copies of x0 with equal (unknown) fitness:
+            # the first ask then mutates them all, the usual GA start from one seed network.
+            n = self.population_size
+            evaluated = jnp.broadcast_to(x0, (n, x0.size)), jnp.zeros(n)
+        return self.es.init(key, *evaluated, self.params)
 
     def ask(self, key: jax.Array, state: Any) -> tuple[jax.Array, Any]:
         return self.es.ask(key, state, self.params)
@@ -78,45 +102,54 @@ class Strategy:
         return state
 
     def center(self, state: Any) -> jax.Array:
-        """The network this population stands for: the mean, or the fittest member so far."""
+        """The network this population stands for: the mean, or the fittest member so far (a
+        member whose fitness is NaN never counts as the fittest)."""
         if self.distribution:
             return state.mean
-        return state.population[jnp.argmin(state.fitness)]
+        return state.population[jnp.argmin(_worst_if_nan(state.fitness))]
+
+
+def _seed_best(state: Any, population: jax.Array, fitness: jax.Array) -> Any:
+    """A distribution's state whose best so far is the best of an evaluated sample, so that
+    every strategy reports progress from the same baseline (NaN counts as worst)."""
+    fitness = _worst_if_nan(fitness)
+    i = jnp.argmin(fitness)
+    return state.replace(best_solution=population[i], best_fitness=fitness[i])
+
+
+def _worst_if_nan(fitness: jax.Array) -> jax.Array:
+    return jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
 
 
 def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr: float,
-                  optimizer: str = "adam", weight_decay: float = 0.0) -> Strategy:
-    reg = strategy_registry()
-    key = name.lower().replace("-", "_")
-    if key not in reg:
-        common = ["open_es", "snes", "pgpe", "sep_cma_es", "simple_ga", "ars", "simple_es"]
-        raise UserError(f"unknown strategy '{name}' (try one of: {', '.join(common)}; "
-                        f"all: {', '.join(sorted(reg))})")
-    if key in QUADRATIC and num_dims > QUADRATIC_MAX_DIMS:
+                  optimizer: str | None = "adam", weight_decay: float = 0.0,
+                  std_schedule: Callable | None = None) -> Strategy:
+    """The evosax strategy `name` with mutation scale `std` (or `std_schedule` over
+    generations) and, where it moves a mean by gradient, the optimiser `optimizer` at `lr`
+    (None: evosax's own choice for that strategy)."""
+    cls = find_strategy(name)
+    if normalise(name) in {normalise(q) for q in QUADRATIC} and num_dims > QUADRATIC_MAX_DIMS:
         gib = num_dims**2 * 4 / 2**30
         raise UserError(f"strategy '{name}' keeps an n x n matrix (n={num_dims:,}, about "
                         f"{gib:,.0f} GiB): use open_es, snes, pgpe or sep_cma_es for networks")
     if pop < 2:
         raise UserError(f"population size must be at least 2, got {pop}")
-    cls = reg[key]
     sig = inspect.signature(cls.__init__).parameters
     kwargs: dict[str, Any] = {}
-    if "optimizer" in sig:
-        opts = {"adam": lambda: optax.adam(lr), "sgd": lambda: optax.sgd(lr),
-                "adamw": lambda: optax.adamw(lr, weight_decay=weight_decay)}
-        if optimizer not in opts:
-            raise UserError(f"unknown optimizer '{optimizer}' (adam, adamw or sgd)")
-        kwargs["optimizer"] = opts[optimizer]()
+    if "optimizer" in sig and optimizer is not None:
+        kwargs["optimizer"] = make_optimizer(optimizer, lr, weight_decay)
     if "std_schedule" in sig:
-        kwargs["std_schedule"] = optax.constant_schedule(std)
+        kwargs["std_schedule"] = std_schedule or optax.constant_schedule(std)
     if "metrics_fn" in sig:
         kwargs["metrics_fn"] = _slim_metrics
     try:
         es = cls(population_size=pop, solution=jnp.zeros(num_dims), **kwargs)
     except AssertionError as e:  # evosax asserts e.g. "Population size must be even."
         raise UserError(f"strategy '{name}' with population {pop}: {e}") from None
+    except TypeError as e:
+        raise UserError(f"strategy '{name}' needs options not exposed here: {e}") from None
     params = es.default_params
     if hasattr(params, "std_init"):
         params = params.replace(std_init=std)
-    distribution = hasattr(es, "get_mean")
-    return Strategy(name=key, es=es, params=params, distribution=distribution)
+    return Strategy(name=name.lower().replace("-", "_"), es=es, params=params,
+                    distribution=hasattr(es, "get_mean"))

@@ -28,7 +28,7 @@ batched. No pop x n array is ever materialised: noise per member is r * (fan_in 
 kernel plus the small leaves.
 
 Estimator: antithetic pairs (member j and j + P/2 share factors with opposite signs), centred
-ranks of the (to be minimised) fitness, and the OpenES gradient
+ranks of the (to be minimised) fitness (evosax's own shaping), and the OpenES gradient
 
     g = 1 / (P * sigma) * sum_i f_i * eps_i ,    eps_i = s_i * A_i B_i^T / sqrt(r) (reshaped)
 
@@ -45,10 +45,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
+from ga_gan.distributed import shard_population
 from ga_gan.errors import UserError
+from ga_gan.strategies.base import make_optimizer, over_members
 
 NAME = "lowrank_es"
 LAYERS = (nn.Dense, nn.Conv, nn.ConvTranspose)
@@ -71,12 +74,6 @@ class _Kernel:
 
 def _key_names(path) -> tuple:
     return tuple(getattr(k, "key", getattr(k, "name", str(k))) for k in path)
-
-
-def centered_ranks(fitness: jax.Array) -> jax.Array:
-    """Ranks in [-0.5, 0.5], lowest fitness -> -0.5 (evosax's centred rank shaping)."""
-    ranks = jnp.argsort(jnp.argsort(fitness))
-    return ranks / (fitness.shape[0] - 1) - 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,15 +101,25 @@ class LowRankES:
         """Every kernel whose noise the interceptor adds: low-rank and small (full noise)."""
         return self.kernels + self.layer_noise
 
-    # --- evosax-like surface used by Evolve / Lamarck ----------------------------------------
-    def init(self, key: jax.Array, x0: jax.Array) -> LowRankState:
+    # --- SearchStrategy: a population is the P/2 pairs' factors, never P flat rows ------------
+    def init(self, key: jax.Array, x0: jax.Array,
+             evaluated: tuple[jax.Array, jax.Array] | None = None) -> LowRankState:
         del key
-        return LowRankState(mean=x0, opt_state=self.optimizer.init(x0),
-                            best_fitness=jnp.asarray(jnp.inf, jnp.float32),
+        best = jnp.asarray(jnp.inf, jnp.float32) if evaluated is None else jnp.min(evaluated[1])
+        return LowRankState(mean=x0, opt_state=self.optimizer.init(x0), best_fitness=best,
                             generation_counter=jnp.zeros((), jnp.int32))
 
     def center(self, state: LowRankState) -> jax.Array:
         return state.mean
+
+    def ask(self, key: jax.Array, state: LowRankState) -> tuple[dict, LowRankState]:
+        return self.sample(key), state
+
+    def evaluate(self, member_fitness: Callable, noise: dict, state: LowRankState,
+                 unravel: Callable, layout: str, chunk: int) -> jax.Array:
+        """Every member run around the (unravelled) mean, which is never copied per member."""
+        return evaluate_lowrank(self, unravel(self.center(state)), noise, member_fitness,
+                                layout, chunk)
 
     # --- noise --------------------------------------------------------------------------------
     def sample(self, key: jax.Array) -> dict:
@@ -216,8 +223,10 @@ class LowRankES:
             grads = _set_leaf(grads, path, jnp.tensordot(w, e, axes=1) / denom)
         return ravel_pytree(grads)[0]
 
-    def tell(self, noise: dict, fitness: jax.Array, state: LowRankState) -> LowRankState:
-        grad = self.gradient(noise, centered_ranks(fitness))
+    def tell(self, key: jax.Array, noise: dict, fitness: jax.Array,
+             state: LowRankState) -> LowRankState:
+        del key
+        grad = self.gradient(noise, centered_rank_fitness_shaping_fn(None, fitness, None, None))
         updates, opt_state = self.optimizer.update(grad, state.opt_state, state.mean)
         return LowRankState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state,
                             best_fitness=jnp.minimum(state.best_fitness, jnp.min(fitness)),
@@ -304,10 +313,7 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: f
         raise UserError(f"strategy '{NAME}' needs an even population of at least 2, got {pop}")
     if rank < 1:
         raise UserError(f"strategy '{NAME}' needs rank >= 1, got {rank}")
-    opts = {"adam": lambda: optax.adam(lr), "sgd": lambda: optax.sgd(lr),
-            "adamw": lambda: optax.adamw(lr, weight_decay=weight_decay)}
-    if optimizer not in opts:
-        raise UserError(f"unknown optimizer '{optimizer}' (adam, adamw or sgd)")
+    opt = make_optimizer(optimizer, lr, weight_decay)
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params_template)
     _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template))
     kernels, small, layer_noise = [], [], []
@@ -322,7 +328,7 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: f
             small.append(names)
             if names[-1] == "kernel" and len(shape) >= 2:
                 layer_noise.append(kernel)
-    return LowRankES(name=NAME, pop=pop, rank=rank, std=std, optimizer=opts[optimizer](),
+    return LowRankES(name=NAME, pop=pop, rank=rank, std=std, optimizer=opt,
                      kernels=tuple(kernels), small=tuple(small), layer_noise=tuple(layer_noise),
                      template=template, unravel=unravel)
 
@@ -332,16 +338,8 @@ def evaluate_lowrank(es: LowRankES, mean_tree: Any, noise: dict, fn: Callable, l
     """fn(params) -> scalar fitness for every member. vmap keeps the mean unbatched (one big
     op per layer over all members); map runs lax.map over chunks of `chunk` members (0 means
     DEFAULT_CHUNK), each chunk vmapped the same way."""
-    from ga_gan import distributed
-
-    member_fn = lambda m: es.member_apply(mean_tree, m, fn)
-    if layout == "vmap":
-        run = jax.vmap(member_fn)
-    elif layout == "map":
-        run = lambda ms: jax.lax.map(member_fn, ms, batch_size=min(
-            chunk or DEFAULT_CHUNK, jax.tree.leaves(ms)[0].shape[0]))
-    else:
-        raise UserError(f"unknown population layout '{layout}' (vmap, map or auto)")
+    run = over_members(lambda m: es.member_apply(mean_tree, m, fn), layout,
+                       chunk or DEFAULT_CHUNK)
     # With several devices each one evaluates its slice of the members' factors (the mean and
     # whatever fn closes over are replicated); only fitness values travel.
-    return distributed.shard_population(run, es.members(noise))
+    return shard_population(run, es.members(noise))
