@@ -26,6 +26,8 @@ from procs import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 GENS = 4
+# a safety net, not a measure: the suite runs modules side by side (pytest-xdist) on few cores
+TIMEOUT_S = 900
 TINY = ["--set", "model.g_hidden=16,32", "--set", "model.d_hidden=32,16", "--pop", "8",
         "--set", "evolve.batch=32", "--set", "log.eval_every=0", "--set", "log.image_every=0",
         "--no-progress"]
@@ -96,7 +98,7 @@ def _start(tmp: Path, name: str, devices: int, *extra: str) -> tuple[Path, subpr
 
 def _finish(*started: tuple[Path, subprocess.Popen]) -> list[Path]:
     try:
-        logs = [p.communicate(timeout=300)[0] for _, p in started]
+        logs = [p.communicate(timeout=TIMEOUT_S)[0] for _, p in started]
     finally:
         for _, p in started:
             if p.poll() is None:
@@ -120,7 +122,7 @@ def _run_two(tmp: Path, name: str, *extra: str) -> Path:
                               cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
     try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
+        logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -207,7 +209,7 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_generation(tmp_p
             procs[1].p.send_signal(signal.SIGTERM)
 
     try:
-        drive(procs, hooks=[sigterm_process_1_once_running], timeout=300)
+        drive(procs, hooks=[sigterm_process_1_once_running], timeout=TIMEOUT_S)
     finally:
         for p in procs:
             if p.rc is None:
@@ -288,7 +290,7 @@ def test_lowrank_sharded_over_devices_matches_one_device(model, tmp_path):
     script = tmp_path / "lowrank_driver.py"
     script.write_text(LOWRANK_DRIVER)
     p = subprocess.run([sys.executable, str(script), json.dumps(over)], cwd=ROOT, env=_env(4),
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
     assert p.returncode == 0, p.stderr[-4000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
     one, four = got["one"], got["sharded"]
