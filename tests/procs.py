@@ -1,9 +1,8 @@
 """Helpers for tests that run `ga-gan` as real processes (test_resume, test_cloud).
 
 Each process runs the same `main` the console script calls, so a resume starts from nothing but
-what an earlier process left (a run folder, a bucket). Processes of one test module share a JAX
-persistent compilation cache (`jax_cache_env`): a cached executable is the one a fresh compile
-produces, so this changes no number; set GA_GAN_TEST_NO_JAX_CACHE=1 to compile in every process.
+what an earlier process left (a run folder, a bucket). Every process inherits the suite's JAX
+compilation cache from the environment conftest.py sets.
 
 Killing during a save (STALL): a kill must land after orbax has written a checkpoint's data but
 before it commits it. STALL runs the CLI with orbax's public commit step patched: the
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from helpers import leaves, records
 
 CLI = "import sys; from ga_gan.cli import main; sys.exit(main(sys.argv[1:]))"
 STALL = """
@@ -47,14 +47,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def jax_cache_env(root: Path) -> dict:
-    """The environment for the test's processes: quiet, with one shared compilation cache."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    if not os.environ.get("GA_GAN_TEST_NO_JAX_CACHE"):
-        env.update(JAX_COMPILATION_CACHE_DIR=str(root / "jax-cache"),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return env
+def cli_env(**extra) -> dict:
+    """The environment for the test's processes: quiet, with the suite's compilation cache
+    (conftest.py put it in os.environ)."""
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
 
 
 class Proc:
@@ -107,16 +103,12 @@ def drive(procs: list[Proc], hooks=(), timeout: float = 400) -> None:
 
 
 def generations(run: Path) -> list[int]:
-    from ga_gan.runlog import read_metrics
-    return [r["generation"] for r in read_metrics(run / "metrics.jsonl")]
+    return [r["generation"] for r in records(run)]
 
 
 def metrics(run: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock keys: what must match bit for bit."""
-    from ga_gan.run import TIMING_KEYS
-    from ga_gan.runlog import read_metrics
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS}
-            for r in read_metrics(run / "metrics.jsonl")]
+    return records(run, timing=False)
 
 
 def latest_step(ckpt_dir) -> int | None:
@@ -137,16 +129,6 @@ def read_meta(ckpt_dir, step: int) -> dict:
         ckpt.close()
 
 
-def arrays(tree) -> list[np.ndarray]:
-    import jax
-    out = []
-    for x in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x = jax.random.key_data(x)
-        out.append(np.asarray(x))
-    return out
-
-
 def assert_same_final_state(run: Path, reference: Path, total: int) -> None:
     """The latest checkpoints hold bit-identical states (strategy means, optimiser and BN
     state, PRNG key, counters), hence bit-identical generators. Each run's checkpoints are
@@ -157,7 +139,7 @@ def assert_same_final_state(run: Path, reference: Path, total: int) -> None:
     assert int(state.generation) == int(ref_state.generation) == total
     for name, a, b in (("state", state, ref_state), ("generator", (params, stats),
                                                      (ref_params, ref_stats))):
-        xs, ys = arrays(a), arrays(b)
+        xs, ys = leaves(a), leaves(b)
         assert len(xs) == len(ys)
         for i, (x, y) in enumerate(zip(xs, ys)):
             assert x.dtype == y.dtype and x.shape == y.shape, (name, i)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import records
+
 from ga_gan.cli import main
 
 QUICK = ["--no-progress", "--set", "log.eval_every=0", "--set", "log.image_every=0",
@@ -82,7 +84,7 @@ def test_nan_fitness_is_a_clear_error_and_keeps_the_last_good_state(tmp_path, ca
 def test_evolve_then_sample_png_and_npz(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["evolve", "--generations", "6", "--pop", "4", "--out", str(out), *QUICK]) == 0
-    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = records(out)
     assert [r["generation"] for r in lines] == list(range(1, 7))
     for key in ("generation", "real_score", "fake_score", "loss_d", "loss_g", "time_s",
                 "fitness_g_best", "fitness_g_mean", "fitness_g_std", "fitness_d_best",
@@ -108,7 +110,7 @@ def test_evolve_on_real_mnist(tmp_path):
     assert main(["evolve", "--config", "ga_gan/configs/mnist.toml", "--data", f"mnist:{SHARED / 'mnist'}",
                  "--generations", "3", "--pop", "4", "--out", str(out), "--set", "data.limit=2000",
                  "--set", "model.width=0.0625", *QUICK[:5]]) == 0
-    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    last = records(out)[-1]
     assert last["generation"] == 3 and 0 <= last["real_score"] <= 1
 
 
@@ -120,6 +122,6 @@ def test_evolve_on_real_anime_faces(tmp_path):
                  "--data", f"folder:{SHARED / 'anime-faces-64'}", "--generations", "2",
                  "--pop", "4", "--out", str(out), "--set", "data.limit=200",
                  "--set", "model.width=0.0625", "--set", "evolve.batch=8", *QUICK[:5]]) == 0
-    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    last = records(out)[-1]
     assert last["generation"] == 2
     assert all(k in last for k in ("real_score", "fake_score", "loss_d", "loss_g"))

@@ -29,8 +29,8 @@ import time
 import urllib.request
 
 import pytest
-from procs import (CLI, STALL, Proc, assert_same_final_state, drive, generations,
-                   jax_cache_env, latest_step, metrics)
+from procs import (CLI, STALL, Proc, assert_same_final_state, cli_env, drive, generations,
+                   latest_step, metrics)
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def _steps(objects: list[str]) -> dict[int, bool]:
 @pytest.fixture(scope="module")
 def runs(emulator, tmp_path_factory):
     root = tmp_path_factory.mktemp("cloud")
-    env = dict(jax_cache_env(root), STORAGE_EMULATOR_HOST=emulator, NO_GCE_CHECK="true")
+    env = dict(cli_env(), STORAGE_EMULATOR_HOST=emulator, NO_GCE_CHECK="true")
     env.pop("TENSORSTORE_GCS_HTTP_URL", None)
     S, K = f"gs://{BUCKET}/S", f"gs://{BUCKET}/K"
     facts: dict = {"root": root}

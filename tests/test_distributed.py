@@ -12,7 +12,6 @@ per-member D fitness of one extra population (drawn from the final state) to pro
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -22,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import records
+from procs import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 GENS = 4
+# a safety net, not a measure: the suite runs modules side by side (pytest-xdist) on few cores
+TIMEOUT_S = 900
 TINY = ["--set", "model.g_hidden=16,32", "--set", "model.d_hidden=32,16", "--pop", "8",
         "--set", "evolve.batch=32", "--set", "log.eval_every=0", "--set", "log.image_every=0",
         "--no-progress"]
@@ -71,25 +74,11 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
-CACHE: dict = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-    """One persistent compilation cache for the module's runs: a resumed 2-process run reuses
-    the executables its first invocation compiled (the same program, so the same numbers)."""
-    CACHE["dir"] = str(tmp_path_factory.mktemp("jax_cache"))
-    yield
-    CACHE.clear()
-
-
 def _env(devices: int) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    if "dir" in CACHE:
-        env.update(JAX_COMPILATION_CACHE_DIR=CACHE["dir"],
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    """CPU only, `devices` forced host devices; the suite's compilation cache is inherited, so a
+    resumed 2-process run reuses what its first invocation compiled (the same numbers)."""
+    return cli_env(JAX_PLATFORMS="cpu",
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
 def _driver(tmp: Path) -> Path:
@@ -109,7 +98,7 @@ def _start(tmp: Path, name: str, devices: int, *extra: str) -> tuple[Path, subpr
 
 def _finish(*started: tuple[Path, subprocess.Popen]) -> list[Path]:
     try:
-        logs = [p.communicate(timeout=300)[0] for _, p in started]
+        logs = [p.communicate(timeout=TIMEOUT_S)[0] for _, p in started]
     finally:
         for _, p in started:
             if p.poll() is None:
@@ -133,7 +122,7 @@ def _run_two(tmp: Path, name: str, *extra: str) -> Path:
                               cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
     try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
+        logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -141,10 +130,6 @@ def _run_two(tmp: Path, name: str, *extra: str) -> Path:
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log[-4000:]
     return out
-
-
-def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def _same_numbers(a: list[dict], b: list[dict]) -> None:
@@ -167,7 +152,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def test_sharded_population_matches_one_device(runs):
     reference, four = runs["one"], runs["four"]
-    _same_numbers(_metrics(reference), _metrics(four))
+    _same_numbers(records(reference), records(four))
     ref, got = np.load(reference / "proc0.npz"), np.load(four / "proc0.npz")
     assert int(got["devices"]) == 4 and bool(got["sharded"])
     assert int(ref["devices"]) == 1 and not bool(ref["sharded"])
@@ -193,12 +178,12 @@ def test_two_processes_agree_and_resume(runs, tmp_path):
     assert int(p0["devices"]) == 4 and bool(p0["sharded"])
     assert np.array_equal(p0["g"], p1["g"]) and np.array_equal(p0["fit"], p1["fit"])
     assert (two / "checkpoints" / "2").is_dir()
-    _same_numbers(_metrics(reference)[:2], _metrics(two))
+    _same_numbers(records(reference)[:2], records(two))
 
     # both processes restore the checkpoint they wrote together, and continue
     _run_two(tmp_path, "two", "--resume", str(two), "--generations", str(GENS))
     assert (two / "checkpoints" / str(GENS)).is_dir()
-    _same_numbers(_metrics(reference), _metrics(two))
+    _same_numbers(records(reference), records(two))
     p0, p1 = np.load(two / "proc0.npz"), np.load(two / "proc1.npz")
     ref = np.load(reference / "proc0.npz")
     assert np.array_equal(p0["g"], p1["g"]) and np.array_equal(p0["fit"], p1["fit"])
@@ -224,7 +209,7 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_generation(tmp_p
             procs[1].p.send_signal(signal.SIGTERM)
 
     try:
-        drive(procs, hooks=[sigterm_process_1_once_running], timeout=300)
+        drive(procs, hooks=[sigterm_process_1_once_running], timeout=TIMEOUT_S)
     finally:
         for p in procs:
             if p.rc is None:
@@ -305,7 +290,7 @@ def test_lowrank_sharded_over_devices_matches_one_device(model, tmp_path):
     script = tmp_path / "lowrank_driver.py"
     script.write_text(LOWRANK_DRIVER)
     p = subprocess.run([sys.executable, str(script), json.dumps(over)], cwd=ROOT, env=_env(4),
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
     assert p.returncode == 0, p.stderr[-4000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
     one, four = got["one"], got["sharded"]

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
@@ -20,18 +16,8 @@ from ga_gan.strategies.evosax_strategy import make_strategy, strategy_registry
 from ga_gan.gan import make_gan
 from ga_gan.run import Runner, strong_types
 
-SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
-         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8,
-         "evolve.g.fitness": "bce"}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return jnp.asarray(load_dataset("digits", split="all", log=lambda *_: None).images)
-
-
-def small_cfg(**over):
-    return apply_overrides(RunConfig(), {**SMALL, **over})
+from helpers import (against_trained_discriminator, assert_generator_fools_more, records,
+                     run_generations, small_cfg, trained_discriminator)
 
 
 def test_flatten_unflatten_round_trip():
@@ -53,30 +39,12 @@ def test_sign_flip_is_in_one_place():
     assert F.objective("g", "fooling")[1] is True and F.objective("d", "bce")[1] is False
 
 
-def _trained_discriminator(gan, digits, g_vars, d_vars, steps=30):
-    """A D trained by a few Adam steps to separate real digits from a fixed generator's fakes."""
-    real = sample_batch(jax.random.key(1), digits, 128)
-    fake, _ = gan.generate(g_vars["params"], g_vars["batch_stats"], gan.latents(jax.random.key(2), 128))
-
-    def bce(p):
-        r, _ = gan.discriminate(p, d_vars["batch_stats"], real)
-        f, _ = gan.discriminate(p, d_vars["batch_stats"], fake)
-        return F.loss_d(r, f)
-
-    opt = optax.adam(1e-2)
-    params, state = d_vars["params"], opt.init(d_vars["params"])
-    for _ in range(steps):
-        updates, state = opt.update(jax.grad(bce)(params), state)
-        params = optax.apply_updates(params, updates)
-    return params, real, fake
-
-
 @pytest.mark.parametrize("kind", ["bce", "accuracy"])
 def test_a_better_discriminator_gets_better_fitness(digits, kind):
     """The evosax fitness (lower is better) of a trained D must beat an untrained D's."""
     gan = make_gan(small_cfg().model)
     g_vars, d_vars = gan.init(jax.random.key(0))
-    trained, real, fake = _trained_discriminator(gan, digits, g_vars, d_vars)
+    trained, real, fake = trained_discriminator(gan, digits, g_vars, d_vars)
     objective, higher = F.objective("d", kind)
 
     def fitness(p):
@@ -115,21 +83,12 @@ def test_every_default_strategy_runs_a_generation(digits, name):
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g2)))
 
 
-def _run_generations(method, state, data, n):
-    step = jax.jit(method.step)
-    history = []
-    for _ in range(n):
-        state, m = step(state, data)
-        history.append(jax.device_get(m))
-    return state, history
-
-
 def test_discriminator_population_learns_against_a_frozen_generator(digits):
     """With the generator's mean frozen (lr 0), evolution alone must lower D's BCE."""
     cfg = small_cfg(**{"evolve.g.lr": 0.0, "evolve.d.pop": 16, "evolve.d.lr": 0.03})
     method = Evolve(make_gan(cfg.model), cfg.evolve)
     state = strong_types(method.init(jax.random.key(0)))
-    _, hist = _run_generations(method, state, digits, 60)
+    _, hist = run_generations(method, digits, 60, state)
     first = np.mean([h["loss_d"] for h in hist[:5]])
     last = np.mean([h["loss_d"] for h in hist[-5:]])
     assert last < 0.6 * first, (first, last)
@@ -140,15 +99,7 @@ def test_generator_population_learns_against_a_frozen_discriminator(digits):
     generator's fooling score."""
     cfg = small_cfg(**{"evolve.d.lr": 0.0, "evolve.g.pop": 16, "evolve.g.lr": 0.03})
     method = Evolve(make_gan(cfg.model), cfg.evolve)
-    state = strong_types(method.init(jax.random.key(0)))
-    g_vars, d_vars = method.gan.init(jax.random.key(0))
-    trained, _, _ = _trained_discriminator(method.gan, digits, g_vars, d_vars)
-    state = state.replace(d=state.d.replace(mean=ravel_pytree(trained)[0]))
-    _, hist = _run_generations(method, state, digits, 60)
-    first = np.mean([h["fitness_g_mean"] for h in hist[:5]])
-    last = np.mean([h["fitness_g_mean"] for h in hist[-5:]])
-    assert last < 0.8 * first, (first, last)
-    assert np.mean([h["fake_score"] for h in hist[-5:]]) > np.mean([h["fake_score"] for h in hist[:5]])
+    assert_generator_fools_more(against_trained_discriminator(method, digits, 60))
 
 
 @pytest.mark.slow
@@ -159,10 +110,10 @@ def test_evolve_run_lowers_the_frechet_distance(tmp_path):
                                         "log.image_every": 300, "log.progress": False,
                                         "log.checkpoint_every": 0})
     result = Runner(cfg, "evolve", log=lambda *_: None).run()
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    fd = {r["generation"]: r["fd_pixels"] for r in records if "fd_pixels" in r}
+    rows = records(tmp_path / "run")
+    fd = {r["generation"]: r["fd_pixels"] for r in rows if "fd_pixels" in r}
     assert set(fd) == {0, 150, 300}
     assert fd[300] < 0.7 * fd[0], fd
     assert result.generation == 300
-    assert [r["generation"] for r in records if "loss_d" in r] == list(range(1, 301))
+    assert [r["generation"] for r in rows if "loss_d" in r] == list(range(1, 301))
     assert (tmp_path / "run" / "samples.png").exists() and (tmp_path / "run" / "curves.png").exists()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from helpers import records
 
 from ga_gan.cli import PACKAGED_CONFIGS
 from ga_gan.config import RunConfig, apply_overrides, load_config, to_dict
@@ -41,6 +41,6 @@ def test_mnist_evolve_config_learns_on_tiny_settings(tmp_path):
         "log.fd": "pixels", "log.scores": "", "log.fd_samples": 256, "log.progress": False,
         "out": str(tmp_path / "run")})
     Runner(cfg, "evolve", log=lambda *_: None).run()
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    rows = records(tmp_path / "run")
     fd = [r["fd_pixels"] for r in rows if "fd_pixels" in r]
     assert len(fd) == 2 and fd[1] < 0.85 * fd[0], fd

@@ -28,10 +28,10 @@ from ga_gan.methods.egan import select
 from ga_gan.run import Runner, strong_types
 from ga_gan.runlog import read_metrics
 
-SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
-         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8, "evolve.g.layout": "vmap",
-         "evolve.d.layout": "vmap", "evolve.mode": "hybrid",
-         "evolve.g.fitness": "bce"}
+from helpers import leaves, records
+from helpers import small_cfg as _small_cfg
+
+HYBRID = {"evolve.g.layout": "vmap", "evolve.d.layout": "vmap", "evolve.mode": "hybrid"}
 # log.ema=0: these tests swap in the variants' compiled methods; the average is tested in
 # test_ema.py
 QUIET = {"log.progress": False, "log.eval_every": 0, "log.image_every": 0,
@@ -58,17 +58,7 @@ VARIANT_OF = {"adam-d-lowrank": "adam-d"}
 
 
 def small_cfg(variant: str, **over) -> RunConfig:
-    return apply_overrides(RunConfig(), {**SMALL, "evolve.hybrid.variant": variant, **over})
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return load_dataset("digits", split="all", log=lambda *_: None)
-
-
-@pytest.fixture(scope="module")
-def digits(dataset):
-    return jnp.asarray(dataset.images)
+    return _small_cfg(HYBRID, {"evolve.hybrid.variant": variant}, **over)
 
 
 class Shared:
@@ -117,18 +107,9 @@ def compiled():
     return get
 
 
-def _leaves(tree) -> list[np.ndarray]:
-    out = []
-    for x in jax.tree.leaves(tree):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x = jax.random.key_data(x)
-        out.append(np.asarray(x))
-    return out
-
-
 def _assert_trees_equal(a, b) -> None:
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(_leaves(a), _leaves(b)):
+    for x, y in zip(leaves(a), leaves(b)):
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
 
 
@@ -355,9 +336,7 @@ def test_egan_resumed_k_then_k_equals_2k(compiled, dataset, tmp_path):
                              **{"log.checkpoint_every": 10})
     assert resumed.resume_step == 10
     resumed.run()
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]
-    a = strip(read_metrics(tmp_path / "whole" / "metrics.jsonl"))
-    b = strip(read_metrics(tmp_path / "split" / "metrics.jsonl"))
+    a, b = (records(tmp_path / name, timing=False) for name in ("whole", "split"))
     assert len(a) == 20 and a == b
     from ga_gan.checkpoint import Checkpointer
     shape = jax.eval_shape(c.method.init, jax.random.key(0))

@@ -16,27 +16,12 @@ from ga_gan.methods.evolve import Evolve
 from ga_gan.gan.opponents import init_hall, update_hall
 from ga_gan.gan import make_gan, strong_types
 
-SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
-         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8,
-         "evolve.g.fitness": "bce"}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return jnp.asarray(load_dataset("digits", split="all", log=lambda *_: None).images)
+from helpers import run_generations, small_cfg
 
 
 def method(**over):
-    cfg = apply_overrides(RunConfig(), {**SMALL, **over})
+    cfg = small_cfg(**over)
     return Evolve(make_gan(cfg.model), cfg.evolve)
-
-
-def run(m, data, n, state=None):
-    state = strong_types(m.init(jax.random.key(0))) if state is None else state
-    step = jax.jit(lambda s, x: m.step(s, x))
-    for _ in range(n):
-        state, _ = step(state, data)
-    return state
 
 
 def test_hall_of_fame_ring_stores_every_kth_mean():
@@ -49,7 +34,7 @@ def test_hall_of_fame_ring_stores_every_kth_mean():
 
 def test_hall_of_fame_fitness_differs_from_d_mean_fitness(digits):
     m = method(**{"evolve.hall_of_fame": 3, "evolve.hall_every": 2})
-    state = run(m, digits, 6)
+    state, _ = run_generations(m, digits, 6)
     assert int(state.hall.count) == 3
     real = sample_batch(jax.random.key(1), digits, 32)
     z = m.gan.latents(jax.random.key(2), 32)
@@ -76,7 +61,7 @@ def test_hall_of_fame_fitness_differs_from_d_mean_fitness(digits):
 
 def test_feature_matching_falls_as_fakes_approach_real(digits):
     m = method(**{"evolve.g.fitness": "feature_matching"})
-    state = run(m, digits, 3)
+    state, _ = run_generations(m, digits, 3)
     d_params, d_stats = m.discriminator(state)
     real = sample_batch(jax.random.key(1), digits, 64)
     other = sample_batch(jax.random.key(5), digits, 64)

@@ -9,7 +9,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
@@ -26,19 +25,13 @@ from ga_gan.strategies.evosax_strategy import make_strategy
 from ga_gan.gan import make_gan
 from ga_gan.run import Runner, strong_types
 
-SMALL = {"model.g_hidden": "16,32", "model.d_hidden": "32,16", "model.latent_dim": 8,
-         "evolve.batch": 32, "evolve.g.pop": 8, "evolve.d.pop": 8, "evolve.g.fitness": "bce",
-         "evolve.g.name": "lowrank_es", "evolve.d.name": "lowrank_es",
-         "evolve.g.rank": 2, "evolve.d.rank": 2}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return jnp.asarray(load_dataset("digits", split="all", log=lambda *_: None).images)
+from helpers import (LOWRANK, against_trained_discriminator, assert_generator_fools_more, leaves,
+                     records, run_generations)
+from helpers import small_cfg as _small_cfg
 
 
 def small_cfg(**over):
-    return apply_overrides(RunConfig(), {**SMALL, **over})
+    return _small_cfg(LOWRANK, **over)
 
 
 class Net(nn.Module):
@@ -211,22 +204,13 @@ def test_config_errors_are_user_errors():
         make_lowrank({"k": jnp.zeros((4, 4))}, pop=8, rank=0, std=0.1, lr=0.1)
 
 
-def _run(method, state, data, n):
-    step = jax.jit(method.step)
-    hist = []
-    for _ in range(n):
-        state, m = step(state, data)
-        hist.append(jax.device_get(m))
-    return state, hist
-
-
 def test_discriminator_learns_against_a_frozen_generator(digits):
     cfg = small_cfg(**{"evolve.g.lr": 0.0, "evolve.d.pop": 32, "evolve.d.lr": 0.03})
     method = Evolve(make_gan(cfg.model), cfg.evolve)
     assert isinstance(method.sd, LowRankES) and method.layout_d in ("map", "vmap")
     state = strong_types(method.init(jax.random.key(0)))
     assert isinstance(state.d, LowRankState)
-    _, hist = _run(method, state, digits, 40)
+    _, hist = run_generations(method, digits, 40, state)
     first = np.mean([h["loss_d"] for h in hist[:5]])
     last = np.mean([h["loss_d"] for h in hist[-5:]])
     assert last < 0.6 * first, (first, last)
@@ -235,51 +219,24 @@ def test_discriminator_learns_against_a_frozen_generator(digits):
 def test_generator_learns_against_a_frozen_trained_discriminator(digits):
     cfg = small_cfg(**{"evolve.d.lr": 0.0, "evolve.g.pop": 32, "evolve.g.lr": 0.03})
     method = Evolve(make_gan(cfg.model), cfg.evolve)
-    gan = method.gan
-    g_vars, d_vars = gan.init(jax.random.key(0))
-    real = sample_batch(jax.random.key(1), digits, 128)
-    fake, _ = gan.generate(g_vars["params"], g_vars["batch_stats"],
-                           gan.latents(jax.random.key(2), 128))
-
-    def bce(p):
-        return F.loss_d(gan.discriminate(p, {}, real)[0], gan.discriminate(p, {}, fake)[0])
-
-    opt = optax.adam(1e-2)
-    params, ost = d_vars["params"], opt.init(d_vars["params"])
-    for _ in range(30):
-        upd, ost = opt.update(jax.grad(bce)(params), ost)
-        params = optax.apply_updates(params, upd)
-    state = strong_types(method.init(jax.random.key(0)))
-    state = state.replace(d=state.d.replace(mean=ravel_pytree(params)[0]))
-    _, hist = _run(method, state, digits, 40)
-    first = np.mean([h["fitness_g_mean"] for h in hist[:5]])
-    last = np.mean([h["fitness_g_mean"] for h in hist[-5:]])
-    assert last < 0.8 * first, (first, last)
-    assert np.mean([h["fake_score"] for h in hist[-5:]]) > np.mean([h["fake_score"] for h in hist[:5]])
+    assert_generator_fools_more(against_trained_discriminator(method, digits, 40))
 
 
-def _records(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines]
-
-
-def test_checkpoint_resume_is_bit_for_bit(tmp_path, digits):
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, dataset):
     """k generations, then a resumed run to 2k == 2k generations in one go (metrics and state)."""
-    from ga_gan.data import Dataset  # noqa: F401  (the Runner takes a loaded dataset)
-    ds = load_dataset("digits", split="all", log=lambda *_: None)
     common = {"log.eval_every": 0, "log.image_every": 0, "log.progress": False,
               "log.checkpoint_every": 0, "log.steps_per_call": 3}
 
     def runner(out, gens):
         cfg = small_cfg(**{**common, "out": str(out), "evolve.generations": gens})
-        return Runner(cfg, "evolve", log=lambda *_: None, dataset=ds)
+        return Runner(cfg, "evolve", log=lambda *_: None, dataset=dataset)
 
     runner(tmp_path / "a", 4).run()
     resumed = runner(tmp_path / "a", 8)
     assert resumed.resume_step == 4
     resumed.run()
     runner(tmp_path / "b", 8).run()
-    assert _records(tmp_path / "a") == _records(tmp_path / "b")
+    assert records(tmp_path / "a", timing=False) == records(tmp_path / "b", timing=False)
 
     states = []
     for name in ("a", "b"):
@@ -289,10 +246,8 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, digits):
         r.ckpt.close()
         assert isinstance(state.g, LowRankState)
         states.append(state)
-    for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    for x, y in zip(leaves(states[0]), leaves(states[1])):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_cli_strategy_lowrank_es(tmp_path, capsys):
@@ -306,7 +261,6 @@ def test_cli_strategy_lowrank_es(tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["evolve"]["g"]["name"] == cfg["evolve"]["d"]["name"] == "lowrank_es"
     assert cfg["evolve"]["g"]["rank"] == cfg["evolve"]["d"]["rank"] == 1
-    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["generation"] for r in recs if "loss_d" in r] == [1, 2, 3, 4]
+    assert [r["generation"] for r in records(out) if "loss_d" in r] == [1, 2, 3, 4]
     assert main(["evolve", "--strategy", "lowrank_es", "--pop", "7", "--generations", "1",
                  "--out", str(tmp_path / "odd"), "--no-progress"]) == 2

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import leaves
+from procs import CLI, cli_env, generations, metrics
 
 from ga_gan.cli import main
 from ga_gan.errors import UserError
@@ -30,28 +32,11 @@ from ga_gan.errors import UserError
 QUICK = ["--no-progress", "--pop", "4", "--set", "log.eval_every=0", "--set", "log.image_every=0",
          "--set", "model.g_hidden=8,16", "--set", "model.d_hidden=16,8",
          "--set", "evolve.batch=16", "--set", "log.checkpoint_every=10"]
-CLI = "import sys; from ga_gan.cli import main; sys.exit(main(sys.argv[1:]))"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def generations(run: Path) -> list[int]:
-    from ga_gan.runlog import read_metrics
-    return [r["generation"] for r in read_metrics(run / "metrics.jsonl")]
-
-
-def metrics(run: Path) -> list[dict]:
-    from ga_gan.runlog import read_metrics
-    return [{k: v for k, v in r.items() if k != "time_s"} for r in read_metrics(run / "metrics.jsonl")]
-
-
-def leaves(tree) -> list[np.ndarray]:
-    return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-                       else x) for x in jax.tree.leaves(tree)]
-
-
 def env() -> dict:
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return cli_env(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
 
 # --- the run-folder lock -------------------------------------------------------------------------

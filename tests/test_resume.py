@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import CLI, STALL, Proc, assert_same_final_state, jax_cache_env, latest_step, read_meta
+from helpers import records
+from procs import CLI, STALL, Proc, assert_same_final_state, cli_env, latest_step, read_meta
 from procs import drive as _drive, generations as _generations, metrics as _metrics
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def _assert_same_final_state(run: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    env = jax_cache_env(root)
+    env = cli_env()
     U, TU, A, T, S, K = (root / n for n in ("U", "TU", "A", "T", "S", "K"))
     facts: dict = {"root": root}
     procs: dict[str, Proc] = {}
@@ -130,28 +131,30 @@ def runs(tmp_path_factory):
     return {"procs": procs, "facts": facts, "U": U, "TU": TU, "A": A, "T": T, "S": S, "K": K}
 
 
+def _assert_resumed_equals_whole(runs, name: str, whole: str, said: str) -> None:
+    """`name`'s second process resumed at HALF (saying so) and ended bit-identical to the
+    uninterrupted run `whole`: metrics.jsonl, every generation once, the final state."""
+    second = runs["procs"][f"{name}2"]
+    assert second.rc == 0, second.describe()
+    assert said in second.stdout
+    assert _metrics(runs[name]) == _metrics(runs[whole])
+    assert _generations(runs[name]) == list(range(1, TOTAL + 1))
+    _assert_same_final_state(runs[name], runs[whole])
+
+
 def test_evolve_k_then_extended_to_2k_equals_2k_in_one_go(runs):
     """A finished 50-generation run, extended by raising --generations to 100 in a second
     process, ends bit-identical to 100 generations in one go: state and metrics.jsonl."""
-    a2 = runs["procs"]["A2"]
-    assert a2.rc == 0, a2.describe()
-    assert f"resuming A from its checkpoint at generation {HALF}" in a2.stdout
-    assert _metrics(runs["A"]) == _metrics(runs["U"])
-    assert _generations(runs["A"]) == list(range(1, TOTAL + 1))
-    _assert_same_final_state(runs["A"], runs["U"])
+    _assert_resumed_equals_whole(runs, "A", "U",
+                                 f"resuming A from its checkpoint at generation {HALF}")
     # training time (and so --time-budget) accumulates across the two processes
-    times = [json.loads(line)["time_s"] for line in (runs["A"] / "metrics.jsonl").open()]
+    times = [r["time_s"] for r in records(runs["A"])]
     assert times == sorted(times) and times[HALF] >= runs["facts"]["A_meta_half"]["time_s"] > 0
     assert _meta(runs["A"], TOTAL)["time_s"] == pytest.approx(times[-1], abs=1e-3)
 
 
 def test_train_k_then_resumed_to_2k_equals_2k_in_one_go(runs):
-    t2 = runs["procs"]["T2"]
-    assert t2.rc == 0, t2.describe()
-    assert f"from its checkpoint at generation {HALF}" in t2.stdout
-    assert _metrics(runs["T"]) == _metrics(runs["TU"])
-    assert _generations(runs["T"]) == list(range(1, TOTAL + 1))
-    _assert_same_final_state(runs["T"], runs["TU"])
+    _assert_resumed_equals_whole(runs, "T", "TU", f"from its checkpoint at generation {HALF}")
 
 
 def test_sigterm_saves_exits_0_and_resumes_exactly(runs):

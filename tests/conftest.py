@@ -1,0 +1,67 @@
+"""What every test shares: one JAX compilation cache for the whole session, the digits
+fixtures, and the order in which pytest-xdist hands out the modules (helpers.py holds the small
+configs and loops, procs.py the helpers for tests that start `ga-gan` processes).
+
+The compilation cache: most of the suite's time is XLA compiling the same small programs again,
+in this process and in every `ga-gan` process a test starts. The cache is set through the
+environment at import time (before anything imports jax), so every subprocess and every
+pytest-xdist worker inherits the same folder. A cached executable is the one a fresh compile
+produces, so no number changes (the bit-exact resume tests run with it). Set
+GA_GAN_TEST_NO_JAX_CACHE=1 to compile everything afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+if not os.environ.get("GA_GAN_TEST_NO_JAX_CACHE") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ga-gan-test-jax-cache-")
+    os.environ["GA_GAN_TEST_OWNS_JAX_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402  (after the environment above)
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
+
+if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # jax may have been imported before this file
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    """The embedded digits, all splits: the data of every small method test."""
+    from ga_gan.data import load_dataset
+    return load_dataset("digits", split="all", log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def digits(dataset):
+    """The embedded digits' images as one device array."""
+    return jnp.asarray(dataset.images)
+
+
+# pyproject.toml runs the suite on pytest-xdist workers with --dist loadscope: a module's tests
+# stay on one worker, so its module-scoped runs are made once. The longest modules (real CLI
+# processes, long runs) are handed out first, so that the workers finish together.
+LONGEST_FIRST = ("test_distributed.py", "test_cloud.py", "test_resume.py", "test_lipizzaner.py",
+                 "test_hybrid.py", "test_evolve.py", "test_recovery.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: modules stay whole
+
+
+def pytest_unconfigure(config):
+    """The session that made the cache folder removes it (xdist workers leave it alone)."""
+    if not hasattr(config, "workerinput"):
+        owned = os.environ.get("GA_GAN_TEST_OWNS_JAX_CACHE")
+        if owned and owned == os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+            shutil.rmtree(owned, ignore_errors=True)
