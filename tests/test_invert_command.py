@@ -10,7 +10,8 @@ from PIL import Image
 
 from ga_gan.cli import main as cli_main
 from ga_gan.errors import UserError
-from ga_gan.invert.command import add_invert_parser, cmd_invert, invert_run
+from ga_gan.config import RunConfig, apply_overrides
+from ga_gan.invert.command import add_invert_parser, cmd_invert, invert_run, run_method_name
 from ga_gan.invert.output import to_uint8
 from ga_gan.sample import load_generator
 
@@ -70,6 +71,7 @@ def test_pixels_inversion_beats_random_latents(run, tmp_path):
     summary = json.loads((tmp_path / "inv" / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["num_targets"] == 1 and summary["distance"] == "pixels"
+    assert summary["method"] == "train"  # as the run's config.json records it
     assert summary["pixel_mse"] == pytest.approx(res.pixel_mse)
 
 
@@ -131,3 +133,12 @@ def test_errors(run, tmp_path):
             invert_run(run_dir, out=tmp_path / "o", log=_quiet, **kwargs)
         assert "\n" not in str(info.value)
     assert not (empty_run / "checkpoints").exists()  # the check did not create it
+
+
+def test_method_name_comes_from_the_run_config(tmp_path):
+    """summary.json's "method" is the run's public name, not an attribute of a method class."""
+    (tmp_path / "config.json").write_text(json.dumps({"method": "evolve"}))
+    hybrid = apply_overrides(RunConfig(), {"evolve.mode": "hybrid",
+                                           "evolve.hybrid.variant": "Adam_D"})
+    assert run_method_name(tmp_path, hybrid) == "hybrid-adam-d"
+    assert run_method_name(tmp_path, RunConfig()) == "evolve"

@@ -105,7 +105,7 @@ class LowRankES:
     def init(self, key: jax.Array, x0: jax.Array,
              evaluated: tuple[jax.Array, jax.Array] | None = None) -> LowRankState:
         del key
-        best = jnp.asarray(jnp.inf, jnp.float32) if evaluated is None else jnp.min(evaluated[1])
+        best = jnp.asarray(jnp.inf, jnp.float32) if evaluated is None else jnp.nanmin(evaluated[1])
         return LowRankState(mean=x0, opt_state=self.optimizer.init(x0), best_fitness=best,
                             generation_counter=jnp.zeros((), jnp.int32))
 
@@ -225,6 +225,9 @@ class LowRankES:
 
     def tell(self, key: jax.Array, noise: dict, fitness: jax.Array,
              state: LowRankState) -> LowRankState:
+        """One optimiser step along `gradient` of evosax's centred ranks (the key is unused:
+        ask drew the noise). Ties share a rank, so a pair scored alike moves the mean by
+        nothing, and NaN ranks last."""
         del key
         grad = self.gradient(noise, centered_rank_fitness_shaping_fn(None, fitness, None, None))
         updates, opt_state = self.optimizer.update(grad, state.opt_state, state.mean)
