@@ -39,7 +39,6 @@ DRIVER = textwrap.dedent('''
     from jax.experimental import multihost_utils
     from jax.flatten_util import ravel_pytree
     from ga_gan import checkpoint, cli, distributed, run as R
-    from ga_gan.strategies import evaluate_population
 
     dump, argv = sys.argv[1], sys.argv[2:]
     seen = {}
@@ -59,6 +58,9 @@ DRIVER = textwrap.dedent('''
     g = np.asarray(ravel_pytree(m.generator(distributed.local(state))[0])[0])
 
     def d_fitness(d_state, d_stats, real):
+        # imported after cli.main: evosax starts the JAX backend on import, which must come
+        # after jax.distributed.initialize
+        from ga_gan.strategies import evaluate_population
         pop, _ = m.sd.ask(jax.random.key(7), d_state)
         def member(flat):
             logits, _ = gan.discriminate(gan.unravel_d(flat), d_stats, real)
