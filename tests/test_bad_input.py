@@ -8,10 +8,8 @@ lock, kill and read-only cases use real processes where the kernel's part matter
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys

@@ -18,7 +18,7 @@ import optax
 import pytest
 
 from ga_gan.config import RunConfig, apply_overrides
-from ga_gan.data import load_dataset, sample_batch
+from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
 from ga_gan.methods.evolve import Evolve

@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from ga_gan.checkpoint import Checkpointer
 from ga_gan.cli import main
-from ga_gan.config import RunConfig, apply_overrides
-from ga_gan.data import load_dataset, sample_batch
 from ga_gan.errors import UserError
-from ga_gan.gan import losses as F
 from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
 from ga_gan.strategies.lowrank import LowRankES, LowRankState, evaluate_lowrank, make_lowrank
 from ga_gan.methods.evolve import Evolve
