@@ -71,7 +71,7 @@ def test_pixels_inversion_beats_random_latents(run, tmp_path):
     summary = json.loads((tmp_path / "inv" / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["num_targets"] == 1 and summary["distance"] == "pixels"
-    assert summary["method"] == "train"  # as the run's config.json records it
+    assert summary["method"] == "adam"  # the registry name of `ga-gan train`
     assert summary["pixel_mse"] == pytest.approx(res.pixel_mse)
 
 
@@ -136,9 +136,9 @@ def test_errors(run, tmp_path):
 
 
 def test_method_name_comes_from_the_run_config(tmp_path):
-    """summary.json's "method" is the run's public name, not an attribute of a method class."""
+    """summary.json's "method" is the registry name the run resolves to, not a class attribute."""
     (tmp_path / "config.json").write_text(json.dumps({"method": "evolve"}))
     hybrid = apply_overrides(RunConfig(), {"evolve.mode": "hybrid",
                                            "evolve.hybrid.variant": "Adam_D"})
-    assert run_method_name(tmp_path, hybrid) == "hybrid-adam-d"
+    assert run_method_name(tmp_path, hybrid) == "adam-d"  # the registry name
     assert run_method_name(tmp_path, RunConfig()) == "evolve"

@@ -119,12 +119,11 @@ def _check_options(target, targets, distance, features, reduce, pop, generations
 
 
 def run_method_name(run_dir, cfg) -> str:
-    """The public name of the method that made the run (summary.json's "method"): what its
-    config.json records ("train", "evolve"), or "hybrid-VARIANT" for `--mode hybrid`."""
-    method = json.loads((Path(run_dir) / "config.json").read_text()).get("method", "")
-    if method == "evolve" and cfg.evolve.mode == "hybrid":
-        return "hybrid-" + cfg.evolve.hybrid.variant.strip().lower().replace("_", "-")
-    return method
+    """The registry name of the method that made the run (summary.json's "method"), from the
+    command its config.json records ("train", "evolve") and its config."""
+    from ga_gan.methods import method_name
+    return method_name(json.loads((Path(run_dir) / "config.json").read_text()).get("method", ""),
+                       cfg)
 
 
 def _feature_fn(features, gan, cfg, method, state, method_name, log) -> Callable:
