@@ -35,6 +35,8 @@ def load_generator(run_dir: str | Path):
     gan = make_gan(cfg.model)
     method = build_method(method_name, gan, cfg)
     ckpt_dir = checkpoint_dir(cfg)
+    if "://" not in ckpt_dir and not Path(ckpt_dir).is_dir():  # orbax would create it empty
+        raise UserError(f"no checkpoint in {run_dir} (no {ckpt_dir} folder)")
     ckpt = Checkpointer(ckpt_dir, async_save=False)
     if ckpt.latest_step() is None:
         raise UserError(f"no complete checkpoint in {ckpt_dir}")

@@ -182,9 +182,6 @@ def _load_run(run_dir):
         raise UserError(f"run folder not found: {run}")
     if not (run / "config.json").is_file():
         raise UserError(f"not a ga-gan run folder (no config.json): {run}")
-    # Checked here because orbax would otherwise create an empty checkpoints/ folder.
-    if not (run / "checkpoints").is_dir():
-        raise UserError(f"no checkpoint in {run} (no checkpoints/ folder)")
     from ga_gan.sample import load_generator
     try:
         return load_generator(run)

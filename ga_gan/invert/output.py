@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ga_gan.data import pixels
 from ga_gan.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -19,7 +20,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """[-1, 1] float (H, W, C) -> uint8; a single channel is squeezed so PIL writes greyscale."""
-    x = np.clip((np.asarray(image, np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+    x = pixels.to_uint8(image)
     return x[..., 0] if x.shape[-1] == 1 else x
 
 
@@ -100,7 +101,7 @@ def _load_one(path: Path, resolution: int, mode: str) -> np.ndarray:
         raise UserError(f"cannot read image {path}: {e.__class__.__name__}") from None
     if x.ndim == 2:
         x = x[..., None]
-    return x / 127.5 - 1.0
+    return pixels.to_model_range(x)
 
 
 def load_target_images(path_or_dir, resolution: int, channels: int) -> np.ndarray:
