@@ -1,11 +1,11 @@
-"""What every test shares: one JAX compilation cache for the whole session, the digits
-fixtures, and the order in which pytest-xdist hands out the modules (helpers.py holds the small
-configs and loops, procs.py the helpers for tests that start `ga-gan` processes).
+"""What every test shares: one JAX compilation cache for the whole session and the digits
+fixtures (helpers.py holds the small configs and loops, procs.py the helpers for tests that
+start `ga-gan` processes).
 
 The compilation cache: most of the suite's time is XLA compiling the same small programs again,
 in this process and in every `ga-gan` process a test starts. The cache is set through the
-environment at import time (before anything imports jax), so every subprocess and every
-pytest-xdist worker inherits the same folder. A cached executable is the one a fresh compile
+environment at import time (before anything imports jax), so every subprocess inherits the
+same folder. A cached executable is the one a fresh compile
 produces, so no number changes (the bit-exact resume tests run with it). Set
 GA_GAN_TEST_NO_JAX_CACHE=1 to compile everything afresh.
 """
@@ -46,21 +46,9 @@ def digits(dataset):
     return jnp.asarray(dataset.images)
 
 
-# pyproject.toml runs the suite on pytest-xdist workers with --dist loadscope: a module's tests
-# stay on one worker, so its module-scoped runs are made once. The longest modules (real CLI
-# processes, long runs) are handed out first, so that the workers finish together.
-LONGEST_FIRST = ("test_distributed.py", "test_cloud.py", "test_resume.py", "test_lipizzaner.py",
-                 "test_hybrid.py", "test_evolve.py", "test_recovery.py")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: modules stay whole
-
-
 def pytest_unconfigure(config):
-    """The session that made the cache folder removes it (xdist workers leave it alone)."""
+    """The session that made the cache folder removes it (a pytest-xdist worker, if one is used,
+    leaves it alone)."""
     if not hasattr(config, "workerinput"):
         owned = os.environ.get("GA_GAN_TEST_OWNS_JAX_CACHE")
         if owned and owned == os.environ.get("JAX_COMPILATION_CACHE_DIR"):

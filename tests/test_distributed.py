@@ -26,7 +26,7 @@ from procs import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 GENS = 4
-# a safety net, not a measure: the suite runs modules side by side (pytest-xdist) on few cores
+# a safety net, not a measure: a loaded 2-core machine runs these processes slowly
 TIMEOUT_S = 900
 TINY = ["--set", "model.g_hidden=16,32", "--set", "model.d_hidden=32,16", "--pop", "8",
         "--set", "evolve.batch=32", "--set", "log.eval_every=0", "--set", "log.image_every=0",
