@@ -53,6 +53,14 @@ def cli_env(**extra) -> dict:
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
 
 
+def devices_env(devices: int, **extra) -> dict:
+    """cli_env on CPU with `devices` forced host devices, after the suite's own XLA_FLAGS (the
+    optimisation level conftest.py sets), so every process compiles with the same flags."""
+    flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS"),
+                                   f"--xla_force_host_platform_device_count={devices}"]))
+    return cli_env(JAX_PLATFORMS="cpu", XLA_FLAGS=flags, **extra)
+
+
 class Proc:
     def __init__(self, root: Path, name: str, args: list, env: dict, code: str = CLI):
         self.name, self.root = name, root

@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,33 +21,37 @@ QUICK = ["--no-progress", "--set", "log.eval_every=0", "--set", "log.image_every
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ga_gan.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+def run_cli(capsys, *args: str) -> tuple[int, str]:
+    """`ga-gan ARGS` in this process (an exception escaping main fails the test): exit code and
+    stderr."""
+    capsys.readouterr()
+    rc = main(list(args))
+    return rc, capsys.readouterr().err
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], proc.stderr
+def assert_one_line_error(rc: int, err: str, needle: str) -> None:
+    assert rc == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], err
 
 
-def test_missing_folder_is_one_line_and_exit_2(tmp_path):
-    proc = run_cli("evolve", "--data", f"folder:{tmp_path / 'nope'}", "--out", str(tmp_path / "r"))
-    assert_one_line_error(proc, "nope")
+def test_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    rc, err = run_cli(capsys, "evolve", "--data", f"folder:{tmp_path / 'nope'}",
+                      "--out", str(tmp_path / "r"))
+    assert_one_line_error(rc, err, "nope")
 
 
-def test_wrong_idx_magic_is_one_line_and_exit_2(tmp_path):
+def test_wrong_idx_magic_is_one_line_and_exit_2(tmp_path, capsys):
     d = tmp_path / "mnist"
     d.mkdir()
     with gzip.open(d / "train-images-idx3-ubyte.gz", "wb") as f:
         f.write(struct.pack(">IIII", 0x0000_0999, 2, 28, 28) + bytes(2 * 28 * 28))
     with gzip.open(d / "train-labels-idx1-ubyte.gz", "wb") as f:
         f.write(struct.pack(">II", 0x0000_0801, 2) + bytes(2))
-    proc = run_cli("evolve", "--data", f"mnist:{d}", "--out", str(tmp_path / "r"),
-                   "--set", "model.resolution=28")
-    assert_one_line_error(proc, "magic")
+    rc, err = run_cli(capsys, "evolve", "--data", f"mnist:{d}", "--out", str(tmp_path / "r"),
+                      "--set", "model.resolution=28")
+    assert_one_line_error(rc, err, "magic")
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import records
-from procs import cli_env
+from procs import devices_env
 
 ROOT = Path(__file__).resolve().parents[1]
 GENS = 4
@@ -79,8 +79,7 @@ DRIVER = textwrap.dedent('''
 def _env(devices: int) -> dict:
     """CPU only, `devices` forced host devices; the suite's compilation cache is inherited, so a
     resumed 2-process run reuses what its first invocation compiled (the same numbers)."""
-    return cli_env(JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return devices_env(devices)
 
 
 def _driver(tmp: Path) -> Path:

@@ -8,7 +8,6 @@ and shared by the learning, sampling and Runner tests; the CLI tests run the oth
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,7 @@ from ga_gan.methods import mixture as M
 from ga_gan.methods import torus as T
 from ga_gan.run import TIMING_KEYS, Runner
 from ga_gan.runlog import read_metrics
+from procs import devices_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -299,8 +299,7 @@ def test_grid_sharded_over_4_devices_equals_one_device(tmp_path):
     driver.write_text(DRIVER)
     procs = {}
     for devices in (1, 4):
-        env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        env = devices_env(devices)
         procs[devices] = subprocess.Popen(
             [sys.executable, str(driver), "evolve", "--hybrid", "lipizzaner",
              "--generations", "4", "--out", str(tmp_path / str(devices)),

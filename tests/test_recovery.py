@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import leaves
-from procs import CLI, cli_env, generations, metrics
+from procs import cli_env, generations, metrics
 
 from ga_gan.cli import main
 from ga_gan.errors import UserError
@@ -41,25 +41,27 @@ def env() -> dict:
 
 # --- the run-folder lock -------------------------------------------------------------------------
 
-def test_second_run_on_a_folder_refuses_and_the_first_stays_whole(tmp_path):
+def test_second_run_on_a_folder_refuses_and_the_first_stays_whole(tmp_path, capsys):
+    """The first run is a `python -m ga_gan.cli` process (the module's own entry point); the
+    second is `main` in this process, another process to the first's lock all the same."""
     run = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-c", CLI, "evolve", "--generations", "1000000",
-                              "--out", str(run), *QUICK], env=env(), cwd=tmp_path,
+    first = subprocess.Popen([sys.executable, "-m", "ga_gan.cli", "evolve", "--generations",
+                              "1000000", "--out", str(run), *QUICK], env=env(), cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not generations(run) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert first.poll() is None and generations(run), first.communicate()
-        second = subprocess.run([sys.executable, "-c", CLI, "evolve", "--generations", "50",
-                                 "--out", str(run), *QUICK], env=env(), cwd=tmp_path,
-                                capture_output=True, text=True, timeout=240)
+        capsys.readouterr()
+        rc = main(["evolve", "--generations", "50", "--out", str(run), *QUICK])
+        second = capsys.readouterr()
         assert first.poll() is None, "the first run ended before the second tried the folder"
     finally:
         first.send_signal(signal.SIGTERM)  # finish the generation, save, exit 0
         out, err = first.communicate(timeout=120)
-    lines = [line for line in second.stderr.splitlines() if line.strip()]
-    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    lines = [line for line in second.err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1, second.err
     assert lines[0].startswith(f"error: run folder {run} is in use by another ga-gan process "
                                f"(pid {first.pid} on host {socket.gethostname()}"), lines[0]
     assert first.returncode == 0, err
