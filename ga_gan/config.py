@@ -61,6 +61,7 @@ class StrategyConfig:
     layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
     chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
     rank: int = 4  # lowrank_es: rank r of each kernel's perturbation A B^T
+    kernels: str = "factored"  # lowrank_es: factored (mean op + thin correction) | merged (W_i formed)
 
 
 @dataclass

@@ -53,7 +53,11 @@ def build_strategy(sc: StrategyConfig, num_dims: int, template=None) -> SearchSt
     find its layers (called only then, as it costs a trace)."""
     if is_lowrank(sc):
         return make_lowrank(template(), pop=sc.pop, rank=sc.rank, std=sc.std, lr=sc.lr,
-                            optimizer=sc.optimizer, weight_decay=sc.weight_decay)
+                            optimizer=sc.optimizer, weight_decay=sc.weight_decay,
+                            kernels=sc.kernels)
+    if sc.kernels != "factored":
+        raise UserError(f"kernels = '{sc.kernels}' applies to strategy '{LOWRANK}' only, "
+                        f"not '{sc.name}'")
     return make_strategy(sc.name, pop=sc.pop, num_dims=num_dims, std=sc.std, lr=sc.lr,
                          optimizer=sc.optimizer, weight_decay=sc.weight_decay)
 
