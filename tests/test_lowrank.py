@@ -130,6 +130,7 @@ def test_merged_kernels_score_members_like_factored_on_a_tiny_dcgan():
     for params, member in ((d_vars["params"], d_member), (g_vars["params"], g_member)):
         def fitness(kernels, layout, chunk):
             es = make_lowrank(params, pop=8, rank=4, std=0.5, lr=0.01, kernels=kernels)
+            assert es.kernel_form == kernels
             noise = es.sample(jax.random.key(3))
             return jax.jit(lambda: evaluate_lowrank(es, params, noise, member, layout, chunk))()
         ref = fitness("factored", "map", 1)

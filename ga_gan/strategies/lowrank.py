@@ -340,20 +340,20 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: f
     opt = make_optimizer(optimizer, lr, weight_decay)
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params_template)
     _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template))
-    kernels, small, layer_noise = [], [], []
+    low, small, layer_noise = [], [], []
     for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
         names = _key_names(path)
         shape = tuple(leaf.shape)
         fan_in = math.prod(shape[:-1]) if len(shape) >= 2 else 0
         kernel = _Kernel(module="/".join(names[:-1]), leaf=names, shape=shape)
         if names[-1] == "kernel" and len(shape) >= 2 and min(fan_in, shape[-1]) > rank:
-            kernels.append(kernel)
+            low.append(kernel)
         else:
             small.append(names)
             if names[-1] == "kernel" and len(shape) >= 2:
                 layer_noise.append(kernel)
     return LowRankES(name=NAME, pop=pop, rank=rank, std=std, optimizer=opt,
-                     kernels=tuple(kernels), small=tuple(small), layer_noise=tuple(layer_noise),
+                     kernels=tuple(low), small=tuple(small), layer_noise=tuple(layer_noise),
                      template=template, unravel=unravel, kernel_form=kernels)
 
 
