@@ -253,10 +253,13 @@ def test_generator_learns_against_a_frozen_trained_discriminator(digits):
     assert_generator_fools_more(against_trained_discriminator(method, digits, 40))
 
 
-def test_checkpoint_resume_is_bit_for_bit(tmp_path, dataset):
-    """k generations, then a resumed run to 2k == 2k generations in one go (metrics and state)."""
+@pytest.mark.parametrize("kernels", ["factored", "merged"])
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, dataset, kernels):
+    """k generations, then a resumed run to 2k == 2k generations in one go (metrics and state),
+    in either kernel form."""
     common = {"log.eval_every": 0, "log.image_every": 0, "log.progress": False,
-              "log.checkpoint_every": 0, "log.steps_per_call": 3}
+              "log.checkpoint_every": 0, "log.steps_per_call": 3,
+              "evolve.g.kernels": kernels, "evolve.d.kernels": kernels}
 
     def runner(out, gens):
         cfg = small_cfg(**{**common, "out": str(out), "evolve.generations": gens})
