@@ -125,3 +125,30 @@ def test_a_lever_the_strategy_lacks_is_one_error_line(tmp_path, capsys):
                "--no-progress", "--out", str(tmp_path / "r"), "--set", "evolve.g.std_decay=0.99"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and "std_decay does not apply" in err[0], err
+
+
+def test_every_ablation_lever_builds_on_mnist_evolve(tmp_path):
+    """benchmarks/evolve_ablation.py's levers are valid settings for the config it ablates:
+    validated, and both strategies built (the low-rank ones trace the DCGAN's shapes)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from ga_gan.config import apply_overrides, load_config
+    from ga_gan.validate import validate_config
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("evolve_ablation",
+                                                      bench / "evolve_ablation.py")
+        ablation = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ablation)
+    finally:
+        sys.path.remove(str(bench))
+    base = load_config(Path(__file__).resolve().parents[1] / "ga_gan/configs/mnist-evolve.toml")
+    for name, (_, over) in ablation.LEVERS.items():
+        cfg = apply_overrides(base, {**over, "out": str(tmp_path / name)})
+        validate_config(cfg, "evolve")
+        m = Evolve(make_gan(cfg.model), cfg.evolve)
+        assert m.sg.population_size == cfg.evolve.g.pop, name
