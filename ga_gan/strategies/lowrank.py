@@ -341,7 +341,8 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr,
     """Low-rank ES over a params pytree (arrays or ShapeDtypeStructs of a flax model's params);
     `lr` a number or an optax schedule, `std_schedule` sigma over generations (None: `std`)."""
     if pop < 2 or (mirrored and pop % 2):
-        raise UserError(f"strategy '{NAME}' needs an even population of at least 2, got {pop}")
+        even = "an even population (mirrored pairs)" if mirrored else "a population"
+        raise UserError(f"strategy '{NAME}' needs {even} of at least 2, got {pop}")
     if rank < 1:
         raise UserError(f"strategy '{NAME}' needs rank >= 1, got {rank}")
     opt = make_optimizer(optimizer, lr, weight_decay)
