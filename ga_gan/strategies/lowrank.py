@@ -33,12 +33,15 @@ population-sized net) and the layer runs once with it, instead of the mean's op 
 correction. Equal up to float reassociation; on tiny nets it saves one op per layer and chunk
 (measured: the MNIST-evolve D population 1.7x faster, benchmarks/results/throughput.md).
 
-Estimator: antithetic pairs (member j and j + P/2 share factors with opposite signs), centred
-ranks of the (to be minimised) fitness (evosax's own shaping), and the OpenES gradient
+Estimator: antithetic pairs (member j and j + P/2 share factors with opposite signs;
+`mirrored=False`: P independent draws), centred ranks of the (to be minimised) fitness (evosax's
+own shaping; or z-scores, or raw values), and the OpenES gradient
 
     g = 1 / (P * sigma) * sum_i f_i * eps_i ,    eps_i = s_i * A_i B_i^T / sqrt(r) (reshaped)
 
-computed as one einsum over the factors, then an optax optimizer on the flat mean.
+computed as one einsum over the factors, then an optax optimizer on the flat mean. With a std
+schedule, sigma_t = schedule(generation_counter): ask scales the drawn factors by sigma_t / sigma,
+so members and the interceptor run unchanged, and tell divides the estimate by (sigma_t/sigma)^2.
 """
 
 from __future__ import annotations
@@ -55,12 +58,12 @@ from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
+from ga_gan.config import KERNEL_FORMS  # how a member's layer is computed (module doc)
 from ga_gan.distributed import shard_population
 from ga_gan.errors import UserError
-from ga_gan.strategies.base import make_optimizer, over_members
+from ga_gan.strategies.base import make_optimizer, over_members, shaping_fn
 
 NAME = "lowrank_es"
-KERNEL_FORMS = ("factored", "merged")  # how a member's layer is computed (module doc)
 LAYERS = (nn.Dense, nn.Conv, nn.ConvTranspose)
 
 
@@ -99,6 +102,9 @@ class LowRankES:
     unravel: Callable
     kernel_form: str = "factored"  # KERNEL_FORMS
     distribution: bool = True
+    std_schedule: Callable | None = None  # sigma_t of the generation count (None: constant std)
+    mirrored: bool = True  # antithetic pairs; False: pop independent draws
+    shape_fitness: Callable = centered_rank_fitness_shaping_fn  # evosax signature
 
     @property
     def population_size(self) -> int:
@@ -121,7 +127,21 @@ class LowRankES:
         return state.mean
 
     def ask(self, key: jax.Array, state: LowRankState) -> tuple[dict, LowRankState]:
-        return self.sample(key), state
+        noise = self.sample(key)
+        if self.std_schedule is not None:  # sigma_t: the factors scaled by sigma_t / sigma
+            ratio = self.std_ratio(state)
+            noise = {**noise, "A": jax.tree.map(lambda a: a * ratio, noise["A"]),
+                     "eps": jax.tree.map(lambda e: e * ratio, noise["eps"])}
+        return noise, state
+
+    def std_ratio(self, state: LowRankState) -> jax.Array:
+        """sigma_t / sigma of the state's generation (the schedule's count is the state's)."""
+        return self.std_schedule(state.generation_counter) / self.std
+
+    @property
+    def draws(self) -> int:
+        """Noise draws per generation: P/2 mirrored pairs, or P independent members."""
+        return self.pop // 2 if self.mirrored else self.pop
 
     def evaluate(self, member_fitness: Callable, noise: dict, state: LowRankState,
                  unravel: Callable, layout: str, chunk: int) -> jax.Array:
@@ -137,7 +157,7 @@ class LowRankES:
         One draw of P/2 x (all factors and small leaves), cut into pieces: a separate threefry
         per piece made the compiled step twice as large and its compilation 2x slower (the
         noise of one member is small, a few r x (fan_in + out) per kernel)."""
-        half, r = self.pop // 2, self.rank
+        half, r = self.draws, self.rank
         shapes = ([("A", k.module, (*k.shape[:-1], r)) for k in self.kernels]
                   + [("B", k.module, (k.shape[-1], r)) for k in self.kernels]
                   + [("eps", "/".join(p), _leaf(self.template, p).shape) for p in self.small])
@@ -151,9 +171,11 @@ class LowRankES:
         return out
 
     @staticmethod
-    def members(noise: dict) -> dict:
+    def members(noise: dict, mirrored: bool = True) -> dict:
         """Expand pairs to the whole population: members j and j + P/2 have opposite signs
-        (the sign goes on A and on eps; B is shared)."""
+        (the sign goes on A and on eps; B is shared). Unmirrored draws are the members."""
+        if not mirrored:
+            return noise
         both = lambda x: jnp.concatenate([x, -x])
         return {"A": jax.tree.map(both, noise["A"]),
                 "B": jax.tree.map(lambda x: jnp.concatenate([x, x]), noise["B"]),
@@ -222,7 +244,8 @@ class LowRankES:
         """OpenES gradient (flat, ravel order) from P/2 pairs' factors and P shaped fitnesses,
         without forming any per-member full matrix."""
         half = self.pop // 2
-        w = shaped[:half] - shaped[half:]  # antithetic: f_j eps_j + f_{j+h} (-eps_j)
+        # antithetic: f_j eps_j + f_{j+h} (-eps_j)
+        w = shaped[:half] - shaped[half:] if self.mirrored else shaped
         denom = self.pop * self.std
         grads = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.template)
         for k in self.kernels:
@@ -236,11 +259,13 @@ class LowRankES:
 
     def tell(self, key: jax.Array, noise: dict, fitness: jax.Array,
              state: LowRankState) -> LowRankState:
-        """One optimiser step along `gradient` of evosax's centred ranks (the key is unused:
-        ask drew the noise). Ties share a rank, so a pair scored alike moves the mean by
-        nothing, and NaN ranks last."""
+        """One optimiser step along `gradient` of the shaped fitness, by default evosax's
+        centred ranks (the key is unused: ask drew the noise). Ties share a rank, so a pair
+        scored alike moves the mean by nothing, and NaN ranks last."""
         del key
-        grad = self.gradient(noise, centered_rank_fitness_shaping_fn(None, fitness, None, None))
+        grad = self.gradient(noise, self.shape_fitness(None, fitness, None, None))
+        if self.std_schedule is not None:  # noise = ratio * eps, and g ~ 1 / sigma_t
+            grad = grad / self.std_ratio(state) ** 2
         updates, opt_state = self.optimizer.update(grad, state.opt_state, state.mean)
         return LowRankState(mean=optax.apply_updates(state.mean, updates), opt_state=opt_state,
                             best_fitness=jnp.minimum(state.best_fitness, jnp.min(fitness)),
@@ -249,7 +274,7 @@ class LowRankES:
     def full_perturbation(self, noise: dict, i: int) -> jax.Array:
         """Member i's flat perturbation eps_i, built explicitly (tests and checks only)."""
         half = self.pop // 2
-        j, sign = i % half, (1.0 if i < half else -1.0)
+        j, sign = (i % half, (1.0 if i < half else -1.0)) if self.mirrored else (i, 1.0)
         tree = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self.template)
         for k in self.kernels:
             a, b = noise["A"][k.module][j], noise["B"][k.module][j]
@@ -326,13 +351,16 @@ def _set_leaf(tree, path, value):
     return new
 
 
-def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: float,
+def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr,
                  optimizer: str = "adam", weight_decay: float = 0.0,
-                 kernels: str = "factored") -> LowRankES:
+                 std_schedule: Callable | None = None, mirrored: bool = True,
+                 shaping: str = "centered_rank", kernels: str = "factored") -> LowRankES:
     """Low-rank ES over a params pytree (arrays or ShapeDtypeStructs of a flax model's params);
-    `kernels` is how a member's layer is computed (KERNEL_FORMS, module doc)."""
-    if pop < 2 or pop % 2:
-        raise UserError(f"strategy '{NAME}' needs an even population of at least 2, got {pop}")
+    `lr` a number or an optax schedule, `std_schedule` sigma over generations (None: `std`),
+    `kernels` how a member's layer is computed (KERNEL_FORMS, module doc)."""
+    if pop < 2 or (mirrored and pop % 2):
+        even = "an even population (mirrored pairs)" if mirrored else "a population"
+        raise UserError(f"strategy '{NAME}' needs {even} of at least 2, got {pop}")
     if rank < 1:
         raise UserError(f"strategy '{NAME}' needs rank >= 1, got {rank}")
     if kernels not in KERNEL_FORMS:
@@ -354,7 +382,8 @@ def make_lowrank(params_template: Any, *, pop: int, rank: int, std: float, lr: f
                 layer_noise.append(kernel)
     return LowRankES(name=NAME, pop=pop, rank=rank, std=std, optimizer=opt,
                      kernels=tuple(low), small=tuple(small), layer_noise=tuple(layer_noise),
-                     template=template, unravel=unravel, kernel_form=kernels)
+                     template=template, unravel=unravel, std_schedule=std_schedule,
+                     mirrored=mirrored, shape_fitness=shaping_fn(shaping), kernel_form=kernels)
 
 
 def evaluate_lowrank(es: LowRankES, mean_tree: Any, noise: dict, fn: Callable, layout: str,
@@ -366,4 +395,4 @@ def evaluate_lowrank(es: LowRankES, mean_tree: Any, noise: dict, fn: Callable, l
                        chunk or DEFAULT_CHUNK)
     # With several devices each one evaluates its slice of the members' factors (the mean and
     # whatever fn closes over are replicated); only fitness values travel.
-    return shard_population(run, es.members(noise))
+    return shard_population(run, es.members(noise, es.mirrored))
