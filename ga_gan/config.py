@@ -65,7 +65,8 @@ class StrategyConfig:
     layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
     chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
     rank: int = 4  # lowrank_es: rank r of each kernel's perturbation A B^T
-    kernels: str = "factored"  # lowrank_es: factored (mean op + thin correction) | merged (W_i formed)
+    # lowrank_es: factored (mean op + thin correction) | merged (W_i formed); others ignore it
+    kernels: str = "factored"
     # Sample-efficiency levers (README "Sample-efficiency levers"); the defaults change nothing.
     std_decay: float = 1.0  # std x std_decay per generation (optax exponential decay), in (0, 1]
     std_min: float = 0.0  # ... down to this floor

@@ -108,7 +108,6 @@ def test_bad_lever_settings_are_user_errors():
     ("evolve.g.shaping=ranks", "unknown evolve.g.shaping 'ranks'"),
     ("evolve.g.elite=maybe", "evolve.g.elite"),
     ("evolve.d.kernels=full", "unknown evolve.d.kernels 'full'"),
-    ("evolve.g.kernels=merged", "applies to strategy 'lowrank_es' only"),  # default: open_es
 ])
 def test_bad_sample_efficiency_levers_are_one_error_line(tmp_path, capsys, setting, needle):
     capsys.readouterr()

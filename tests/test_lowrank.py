@@ -230,10 +230,6 @@ def test_config_errors_are_user_errors():
         make_lowrank({"k": jnp.zeros((4, 4))}, pop=8, rank=0, std=0.1, lr=0.1)
     with pytest.raises(UserError, match="kernels"):
         make_lowrank({"k": jnp.zeros((4, 4))}, pop=8, rank=1, std=0.1, lr=0.1, kernels="full")
-    from ga_gan.config import StrategyConfig
-    from ga_gan.strategies import build_strategy
-    with pytest.raises(UserError, match="applies to strategy 'lowrank_es' only"):
-        build_strategy(StrategyConfig(name="open_es", kernels="merged"), 10)
 
 
 def test_discriminator_learns_against_a_frozen_generator(digits):

@@ -61,10 +61,8 @@ def build_strategy(sc: StrategyConfig, num_dims: int, template=None) -> SearchSt
                    mirrored=sc.mirrored, shaping=sc.shaping)
     if is_lowrank(sc):
         strategy = make_lowrank(template(), rank=sc.rank, kernels=sc.kernels, **options)
-    else:
-        if sc.kernels != "factored":
-            raise UserError(f"kernels = '{sc.kernels}' applies to strategy '{LOWRANK}' only, "
-                            f"not '{sc.name}'")
+    else:  # `kernels`, like `rank`, means nothing to full-rank rows: a config switching
+        # strategy (`--strategy open_es` on mnist-evolve) keeps working
         strategy = make_strategy(sc.name, num_dims=num_dims, **options)
     if sc.elite and not strategy.distribution:
         raise UserError(f"elite applies to strategies with a mean (lowrank_es, open_es, snes, "

@@ -31,7 +31,8 @@ kernel plus the small leaves.
 kernel W_i = W + sigma / sqrt(r) * s_i * A_i B_i^T is formed (a few thousand floats on a
 population-sized net) and the layer runs once with it, instead of the mean's op plus the thin
 correction. Equal up to float reassociation; on tiny nets it saves one op per layer and chunk
-(measured: the MNIST-evolve D population 1.7x faster, benchmarks/results/throughput.md).
+(measured: the MNIST-evolve D population 1.7x faster,
+benchmarks/results/throughput-small-nets.md).
 
 Estimator: antithetic pairs (member j and j + P/2 share factors with opposite signs;
 `mirrored=False`: P independent draws), centred ranks of the (to be minimised) fitness (evosax's
