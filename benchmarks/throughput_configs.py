@@ -1,10 +1,11 @@
 """`throughput.py --configs`: whole generations of shipped configs, reference layout vs as shipped.
 
-For each packaged config (e.g. mnist-evolve) it compiles `Evolve.step` twice in one process:
+For each packaged config (e.g. mnist-evolve) it compiles `Evolve.step` three times in one process:
   reference  evolve.{g,d}.layout/chunk/kernels at their defaults (auto, 0, factored): how the
              config ran before it named a layout of its own;
-  shipped    the config as it is.
-Then it times them interleaved (A, B, A, B, ...: a shared machine's load hits both alike), each
+  shipped    the config as it is (and once more with factored kernels: what its chunking alone
+             gives).
+Then it times them interleaved (A, B, C, A, B, C, ...: a shared machine's load hits all alike), each
 round `steps` generations, and keeps the best round of each. The data are uniform noise images of
 the config's shape: a generation's cost does not depend on their values.
 """
@@ -25,7 +26,13 @@ REFERENCE = {f"evolve.{r}.{k}": v for r in ("g", "d")
 
 
 def layouts(cfg) -> str:
-    one = lambda s: f"{s.layout} {s.chunk or '-'} {s.kernels}"
+    """Each population's layout as resolved here ('auto: map'), chunk and kernel form."""
+    from ga_gan.strategies import is_lowrank, resolve_layout
+
+    def one(s):
+        resolved = resolve_layout(s.layout, cfg.model.name, is_lowrank(s))
+        shown = resolved if s.layout == resolved else f"{s.layout}: {resolved}"
+        return f"{shown} {s.chunk or '-'} {s.kernels}"
     return f"G {one(cfg.evolve.g)}; D {one(cfg.evolve.d)}"
 
 
@@ -49,7 +56,10 @@ def measure(names: list[str], rounds: int, steps: int) -> list[dict]:
     rows = []
     for name in names:
         shipped = load_config(PACKAGED_CONFIGS / f"{name}.toml")
-        variants = {"reference": apply_overrides(shipped, REFERENCE), "shipped": shipped}
+        factored = {f"evolve.{r}.kernels": "factored" for r in ("g", "d")}
+        variants = {"reference": apply_overrides(shipped, REFERENCE),
+                    "shipped, factored kernels": apply_overrides(shipped, factored),
+                    "shipped": shipped}
         runs = {v: [*compiled_step(cfg), []] for v, cfg in variants.items()}
         load = os.getloadavg()[0]
         for _ in range(rounds):
@@ -65,16 +75,17 @@ def measure(names: list[str], rounds: int, steps: int) -> list[dict]:
         for v, (_, _, _, times) in runs.items():
             rows.append({"config": name, "variant": v, "layouts": layouts(variants[v]),
                          "s_per_gen": min(times), "times": times, "load": load})
-        print(", ".join(f"{name} {r['variant']}: {r['s_per_gen']:.3f} s" for r in rows[-2:]),
+        print(", ".join(f"{name} {r['variant']}: {r['s_per_gen']:.3f} s" for r in rows[-3:]),
               flush=True)
     return rows
 
 
 def section(rows: list[dict], command: str, machine: str, rounds: int, steps: int) -> str:
     lines = [BEGIN, "## Shipped evolution configs: reference layout vs as shipped", "",
+             "Where the time goes, and what did not help: `throughput-small-nets.md`.", "",
              f"Command: `{command}`  ", f"Machine: {machine}  ",
-             f"One process per command; per config both variants compiled, then {rounds} "
-             f"interleaved rounds of {steps} generations each (A, B, A, B, ...), best round "
+             f"One process per command; per config every variant compiled, then {rounds} "
+             f"interleaved rounds of {steps} generations each (A, B, C, A, B, C, ...), best round "
              "kept. Layout per population: layout, chunk, kernels. Load = the 1-minute load "
              "average before and after a config's rounds (2 cores; other jobs ran).", "",
              "| config | variant | layout | s / generation (best) | generations / s | "
