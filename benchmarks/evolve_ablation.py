@@ -24,6 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import side_by_side as sbs  # noqa: E402
 
+def both(key: str, value) -> dict:
+    """The same override for the G and the D population."""
+    return {f"evolve.g.{key}": value, f"evolve.d.{key}": value}
+
+
 # name -> (what changes, overrides on top of the config)
 LEVERS: dict[str, tuple[str, dict]] = {
     "base": ("the config as it is", {}),
@@ -39,6 +44,24 @@ LEVERS: dict[str, tuple[str, dict]] = {
     "std02": ("std 0.02 both", {"evolve.g.std": 0.02, "evolve.d.std": 0.02}),
     "open_es": ("full-rank OpenES instead of low-rank", {"evolve.g.name": "open_es",
                                                          "evolve.d.name": "open_es"}),
+    # sample-efficiency levers of issue 11 item 3 (README "Sample-efficiency levers")
+    "std_decay": ("std x 0.999 per generation down to 0.01, both",
+                  {**both("std_decay", 0.999), **both("std_min", 0.01)}),
+    "lr_decay": ("lr x 0.999 per update down to 1/10 of the config's, both",
+                 {**both("lr_decay", 0.999), "evolve.g.lr_min": 0.001, "evolve.d.lr_min": 0.0003}),
+    "elite_g": ("G keeps its mean when the update scores worse on the batch",
+                {"evolve.g.elite": True}),
+    "elite": ("both keep their mean when the update scores worse on the batch",
+              both("elite", True)),
+    "unmirrored": ("independent noise draws instead of antithetic pairs, both",
+                   both("mirrored", False)),
+    "zscore": ("fitness shaping: z-scores instead of centred ranks, both",
+               both("shaping", "z_score")),
+    "raw": ("fitness shaping: raw fitness instead of centred ranks, both", both("shaping", "raw")),
+    "snes": ("SNES (per-parameter std, full-rank) instead of low-rank, both",
+             both("name", "snes")),
+    "pgpe": ("PGPE (per-parameter std, full-rank) instead of low-rank, both",
+             both("name", "pgpe")),
 }
 
 

@@ -403,7 +403,11 @@ def write_report(results: dict, gens: list, args, out: Path, wall: float, comman
         lines.append("")
     if args.skipped:
         lines += ["## Skipped", ""] + [f"- {s}" for s in args.skipped] + [""]
-    (out / "throughput.md").write_text("\n".join(lines))
+    report = out / "throughput.md"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from throughput_configs import kept_section  # --configs' section survives a full run
+    kept = kept_section(report.read_text()) if report.exists() else ""
+    report.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 def plot(results: dict, out: Path):
@@ -442,6 +446,18 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def configs_mode(args, command: str) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import throughput_configs as tc
+    rows = tc.measure(args.configs.split(","), args.rounds, args.steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tc.write_section(out / "throughput.md",
+                     tc.section(rows, command, machine(), args.rounds, args.steps))
+    print(f"wrote its section of {out / 'throughput.md'}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mlp,dcgan32")
@@ -463,11 +479,19 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--fitness-from", metavar="JSON",
                    help="reuse the fitness tables of an earlier throughput.json (generations only)")
+    p.add_argument("--configs", help="instead: whole generations of these packaged configs "
+                   "(e.g. mnist-evolve,anime-evolve), reference layout vs as shipped, interleaved "
+                   "(throughput_configs.py); writes its section of throughput.md")
+    p.add_argument("--rounds", type=int, default=5, help="--configs: interleaved rounds")
+    p.add_argument("--steps", type=int, default=5, help="--configs: generations per round")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(generation_child(*json.loads(args.child))))
         return 0
+    command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.configs:
+        return configs_mode(args, command)
     t0 = time.perf_counter()
     args.chunks = [int(c) for c in args.chunks.split(",")]
     args.lowrank_chunks = [int(c) for c in args.lowrank_chunks.split(",")]
@@ -529,7 +553,6 @@ def main(argv=None):
                           f"{g.get('s_per_gen', float('nan')):.3f} s, "
                           f"peak {g.get('peak_rss_mib', float('nan')):.0f} MiB", flush=True)
     wall = time.perf_counter() - t0
-    command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "throughput.json").write_text(json.dumps(
         {"fitness": results, "generations": gens, "machine": machine(), "command": command,
          "skipped": args.skipped, "summary": generation_summary(results, gens, args)},

@@ -47,6 +47,10 @@ class DataConfig:
     cache_dir: str | None = None
 
 
+SHAPINGS = ("centered_rank", "z_score", "raw")  # StrategyConfig.shaping (checked without JAX)
+KERNEL_FORMS = ("factored", "merged")  # StrategyConfig.kernels (lowrank_es; strategies/lowrank.py)
+
+
 @dataclass
 class StrategyConfig:
     """One population: which evosax strategy evolves it and how candidates are scored."""
@@ -61,6 +65,16 @@ class StrategyConfig:
     layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
     chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
     rank: int = 4  # lowrank_es: rank r of each kernel's perturbation A B^T
+    # lowrank_es: factored (mean op + thin correction) | merged (W_i formed); others ignore it
+    kernels: str = "factored"
+    # Sample-efficiency levers (README "Sample-efficiency levers"); the defaults change nothing.
+    std_decay: float = 1.0  # std x std_decay per generation (optax exponential decay), in (0, 1]
+    std_min: float = 0.0  # ... down to this floor
+    lr_decay: float = 1.0  # the mean optimiser's lr x lr_decay per update, in (0, 1]
+    lr_min: float = 0.0  # ... down to this floor
+    elite: bool = False  # keep the previous mean when the update scores worse on the same batch
+    mirrored: bool = True  # antithetic pairs (lowrank_es, open_es)
+    shaping: str = "centered_rank"  # fitness shaping: centered_rank | z_score | raw
 
 
 @dataclass

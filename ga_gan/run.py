@@ -26,16 +26,16 @@ from ga_gan.checkpoint import (checkpoint_dir,  # noqa: F401 (re-exported)
                                Checkpointer, config_mismatch, uncommitted)
 from ga_gan.config import (RunConfig, load_run_config, to_dict,  # noqa: F401 (re-exported)
                            with_defaults)
-from ga_gan.data import Dataset, load_dataset, to_model_range
+from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
+from ga_gan.evaluation import Evaluation
 from ga_gan.gan import make_gan, strong_types
-from ga_gan.images import grid, save_png
+from ga_gan.images import save_png
 from ga_gan.interrupt import StopOnSignal
 from ga_gan.methods import build_method, total_steps  # noqa: F401 (build_method re-exported)
 from ga_gan.progress import Progress
 from ga_gan.runlock import RunLock
 from ga_gan.runlog import RunLog
-from ga_gan.sampling import sample_images
 from ga_gan.validate import validate_config
 
 TIMING_KEYS = ("time_s", "eval_s")  # the wall clock; the rest of metrics.jsonl is deterministic
@@ -114,8 +114,7 @@ class Runner:
         log(f"data {self.dataset.name}: {len(self.dataset.images):,} images "
             f"{self.dataset.images.shape[1:]}; G {self.gan.g_size:,} params, "
             f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
-        self._evaluators = None
-        self._scorers = None
+        self.evaluation = Evaluation(cfg, self.gan, self.method, self.dataset, log)
         self._step: Callable | None = None
         self._tb, self._tb_image = None, None
 
@@ -203,66 +202,20 @@ class Runner:
 
         return run_n
 
+    # --- evaluation (ga_gan/evaluation.py) --------------------------------------------------
     def sample(self, state, n: int, key: jax.Array, single: bool = False) -> np.ndarray:
-        """n images in eval mode (running BN statistics): from the method's own `sample` when
-        it has one (a mixture of generators), else (or with `single`) from `generator`."""
-        if hasattr(self.method, "sample") and not single:
-            return self.method.sample(state, key, n)
-        params, stats = distributed.local(self.method.generator(state))
-        return sample_images(self.gan, params, stats, key, n)
+        return self.evaluation.sample(state, n, key, single)
 
-    # --- evaluation -------------------------------------------------------------------------
     def evaluators(self):
-        if self._evaluators is None:
-            from ga_gan.metrics import FrechetEvaluator
-            self._evaluators = [
-                FrechetEvaluator(name, self.dataset.images, self.dataset.name,
-                                 n_samples=self.cfg.log.fd_samples,
-                                 weights=self.cfg.log.inception_weights,
-                                 labelled_dataset=self.dataset, log=self.log)
-                for name in self.cfg.log.fd]
-        return self._evaluators
-
-    def scorers(self):
-        if self._scorers is None:
-            from ga_gan.metrics.score import make_scorers
-            self._scorers = make_scorers(self.cfg.log.scores, self.dataset.images.shape[1:],
-                                         dataset_name=self.dataset.name,
-                                         labelled_dataset=self.dataset, log=self.log)
-        return self._scorers
+        return self.evaluation.evaluators()
 
     def evaluate(self, state) -> dict:
-        """Fréchet distances of the run's generator, with the raw generator's beside them
-        (`fd_*_raw`) when an average is kept, and `eval_s`: the seconds this took."""
-        if not (self.cfg.log.fd or self.cfg.log.scores) or self.cfg.log.eval_every <= 0:
-            return {}
-        t0 = time.perf_counter()
-        key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0xFD)
-        out = {}
-        # a method that samples a mixture also logs its single best generator (`_single`)
-        for single in (False, True) if hasattr(self.method, "sample") else (False,):
-            fds = self._frechet(self.sample(state, self.cfg.log.fd_samples, key, single=single))
-            out.update({k + ("_single" if single else ""): v for k, v in fds.items()})
-        if isinstance(self.method, ema.EMA):
-            params, stats = distributed.local(self.method.raw_generator(state))
-            raw = self._frechet(sample_images(self.gan, params, stats, key,
-                                              self.cfg.log.fd_samples))
-            out.update({f"{k}_raw": v for k, v in raw.items()})
-        return {**out, "eval_s": round(time.perf_counter() - t0, 3)}
-
-    def _frechet(self, fakes: np.ndarray) -> dict:
-        fakes = to_model_range(fakes)
-        out = {ev.metric_name: float(ev(fakes)) for ev in self.evaluators()}
-        for scorer in self.scorers():  # classifier_score, classes_covered, confident
-            out.update(scorer(fakes))
-        return out
+        return self.evaluation(state)
 
     def save_images(self, state, generation: int) -> None:
         if not self.primary:
             return
-        key = jax.random.fold_in(jax.random.key(self.cfg.seed), 0x6121D)  # fixed latents
-        images = self.sample(state, 64, key)
-        png = grid(images, cols=8)
+        png = self.evaluation.grid(state)
         save_png(png, self.out / "samples" / f"samples_{generation:07d}.png")
         save_png(png, self.out / "samples.png")
         if self._tb is not None and self._tb_image != generation:  # the end may repeat one

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ga_gan.config import KERNEL_FORMS, SHAPINGS
 from ga_gan.errors import UserError
 
 SEED_MAX = 2**32 - 1
@@ -63,6 +64,9 @@ def validate_config(cfg, method: str) -> None:
             raise UserError(f"{name} must be {what}, got {value}")
     if method == "evolve" and cfg.evolve.mode not in ("evolve", "hybrid"):
         raise UserError(f"unknown --mode '{cfg.evolve.mode}' (evolve or hybrid)")
+    if method == "evolve":
+        check_levers(cfg.evolve.g, "evolve.g")
+        check_levers(cfg.evolve.d, "evolve.d")
     tb = cfg.time_budget
     if tb is not None and not tb > 0:  # also refuses NaN
         raise UserError(f"time_budget (--time-budget) must be a positive number of seconds, "
@@ -77,6 +81,23 @@ def validate_config(cfg, method: str) -> None:
     writable_dir(cfg.out, "--out")
     if "://" not in (cfg.checkpoint_dir or "") and cfg.checkpoint_dir is not None:
         writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
+
+
+def check_levers(sc, where: str) -> None:
+    """A population's schedules and shaping (`StrategyConfig`): decays are factors in (0, 1]
+    (1 = constant), floors lie in [0, the starting value]."""
+    for name, start in (("std", sc.std), ("lr", sc.lr)):
+        decay, floor = getattr(sc, f"{name}_decay"), getattr(sc, f"{name}_min")
+        if not 0 < decay <= 1:  # also refuses NaN
+            raise UserError(f"{where}.{name}_decay must be in (0, 1] (a factor per generation; "
+                            f"1 = constant), got {decay:g}")
+        if not 0 <= floor <= start:
+            raise UserError(f"{where}.{name}_min must be from 0 to {where}.{name} ({start:g}), "
+                            f"got {floor:g}")
+    if sc.shaping not in SHAPINGS:
+        raise UserError(f"unknown {where}.shaping '{sc.shaping}' ({', '.join(SHAPINGS)})")
+    if sc.kernels not in KERNEL_FORMS:
+        raise UserError(f"unknown {where}.kernels '{sc.kernels}' ({', '.join(KERNEL_FORMS)})")
 
 
 def writable_dir(path, flag: str = "--out") -> Path:

@@ -147,3 +147,23 @@ def test_throughput_picks_each_populations_fastest_layout_and_ratios():
         g["device_peak_mib"] = device
     [row] = tp.generation_summary(results, gens, args)
     assert row["memory"] == 200 / 800 and row["memory_of"] == "device_peak_mib"
+
+
+def test_throughput_configs_section_is_replaced_and_survives_a_full_report(tmp_path):
+    """--configs rewrites only its own section of throughput.md; a full run's report keeps it."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    tc = load_script(SCRIPT.parent / "throughput_configs.py")
+    report = tmp_path / "throughput.md"
+    report.write_text("# Population fitness throughput\n\ntables\n")
+    rows = [{"config": "c", "variant": v, "layouts": "G auto: map 16 merged; D auto: map 16 merged",
+             "s_per_gen": s, "times": [s, s + 0.1], "load": (2.0, 3.0)}
+            for v, s in (("reference", 0.5), ("shipped", 0.25))]
+    tc.write_section(report, tc.section(rows, "cmd", "cpu", 2, 5))
+    first = report.read_text()
+    assert first.startswith("# Population fitness throughput\n\ntables\n")
+    assert "| c | shipped | G auto: map 16 merged; D auto: map 16 merged | 0.250 | 4.00 | 2.00x |" in first
+    rows[1]["s_per_gen"] = 0.4
+    tc.write_section(report, tc.section(rows, "cmd", "cpu", 2, 5))
+    second = report.read_text()
+    assert second.count(tc.BEGIN) == 1 and "| 0.400 | 2.50 | 1.25x |" in second
+    assert tc.kept_section(second) in second and "tables" in second

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from ga_gan.cli import main
 from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
@@ -97,3 +98,58 @@ def test_bad_lever_settings_are_user_errors():
         method(**{"evolve.d_every": 0})
     with pytest.raises(UserError, match="feature_matching"):
         method(**{"evolve.g.fitness": "nope"})
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("evolve.g.std_decay=-0.5", "evolve.g.std_decay must be in (0, 1]"),
+    ("evolve.d.lr_decay=1.5", "evolve.d.lr_decay must be in (0, 1]"),
+    ("evolve.g.std_min=1.0", "evolve.g.std_min must be from 0 to evolve.g.std"),
+    ("evolve.d.lr_min=-1", "evolve.d.lr_min"),
+    ("evolve.g.shaping=ranks", "unknown evolve.g.shaping 'ranks'"),
+    ("evolve.g.elite=maybe", "evolve.g.elite"),
+    ("evolve.d.kernels=full", "unknown evolve.d.kernels 'full'"),
+])
+def test_bad_sample_efficiency_levers_are_one_error_line(tmp_path, capsys, setting, needle):
+    capsys.readouterr()
+    rc = main(["evolve", "--generations", "1", "--no-progress", "--out", str(tmp_path / "r"),
+               "--set", setting])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert needle in err[0], err[0]
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()
+
+
+def test_a_lever_the_strategy_lacks_is_one_error_line(tmp_path, capsys):
+    """SNES adapts its own per-parameter std: a std schedule is refused, not ignored."""
+    capsys.readouterr()
+    rc = main(["evolve", "--strategy", "snes", "--pop", "8", "--generations", "1",
+               "--no-progress", "--out", str(tmp_path / "r"), "--set", "evolve.g.std_decay=0.99"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and "std_decay does not apply" in err[0], err
+
+
+def test_every_ablation_lever_builds_on_mnist_evolve(tmp_path):
+    """benchmarks/evolve_ablation.py's levers are valid settings for the config it ablates:
+    validated, and both strategies built (the low-rank ones trace the DCGAN's shapes)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from ga_gan.config import apply_overrides, load_config
+    from ga_gan.validate import validate_config
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("evolve_ablation",
+                                                      bench / "evolve_ablation.py")
+        ablation = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ablation)
+    finally:
+        sys.path.remove(str(bench))
+    base = load_config(Path(__file__).resolve().parents[1] / "ga_gan/configs/mnist-evolve.toml")
+    for name, (_, over) in ablation.LEVERS.items():
+        cfg = apply_overrides(base, {**over, "out": str(tmp_path / name)})
+        validate_config(cfg, "evolve")
+        m = Evolve(make_gan(cfg.model), cfg.evolve)
+        assert m.sg.population_size == cfg.evolve.g.pop, name

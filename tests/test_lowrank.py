@@ -17,6 +17,7 @@ from ga_gan.errors import UserError
 from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
 from ga_gan.strategies.lowrank import LowRankES, LowRankState, evaluate_lowrank, make_lowrank
 from ga_gan.methods.evolve import Evolve
+from ga_gan.strategies.base import decay_schedule
 from ga_gan.strategies.evosax_strategy import make_strategy
 from ga_gan.gan import make_gan
 from ga_gan.run import Runner, strong_types
@@ -46,12 +47,13 @@ class Net(nn.Module):
         return nn.Dense(7)(x)
 
 
-@pytest.mark.parametrize("layout", ["vmap", "map"])
-def test_lowrank_forward_equals_explicit_full_weights(layout):
+@pytest.mark.parametrize("layout,kernels", [("vmap", "factored"), ("map", "factored"),
+                                            ("vmap", "merged"), ("map", "merged")])
+def test_lowrank_forward_equals_explicit_full_weights(layout, kernels):
     net = Net()
     x = jax.random.normal(jax.random.key(1), (3, 8, 8, 4))
     v = net.init(jax.random.key(0), x)
-    es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=0.01)
+    es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=0.01, kernels=kernels)
     assert {k.module for k in es.kernels} == {"Conv_0", "ConvTranspose_0", "Dense_0"}
     assert ("BatchNorm_0", "scale") in es.small and ("Dense_0", "bias") in es.small
     assert [k.module for k in es.layer_noise] == ["Conv_1"] and ("Conv_1", "kernel") in es.small
@@ -109,6 +111,34 @@ def test_a_kernel_outside_flax_layers_is_refused_not_left_unperturbed():
     with pytest.raises(RuntimeError, match="Raw_0"):
         evaluate_lowrank(es, v["params"], noise, lambda p: Wrapped().apply({"params": p}, x),
                          "vmap")
+
+
+def test_merged_kernels_score_members_like_factored_on_a_tiny_dcgan():
+    """The opt-in `kernels="merged"` layout gives every member of both populations of the
+    MNIST-evolve DCGAN (28x28, width 0.0625) the fitness the reference (factored, one member at
+    a time) gives, up to float reassociation, in every layout and chunking."""
+    from ga_gan.config import ModelConfig
+    from ga_gan.gan import losses as F, task
+    gan = make_gan(ModelConfig(name="dcgan", resolution=28, latent_dim=16, width=0.0625))
+    g_vars, d_vars = gan.init(jax.random.key(0))
+    real = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), minval=-1, maxval=1)
+    z = gan.latents(jax.random.key(2), 4)
+    fake, _ = gan.generate(g_vars["params"], g_vars["batch_stats"], z)
+    d_member = task.d_member(gan, F.loss_d, False, d_vars["batch_stats"], real, fake)
+    objective, higher, _ = F.g_objective("bce")
+    g_member = task.g_member(gan, higher, g_vars["batch_stats"], z, task.against_d(
+        gan, objective, d_vars["params"], d_vars["batch_stats"], None))
+    for params, member in ((d_vars["params"], d_member), (g_vars["params"], g_member)):
+        def fitness(kernels, layout, chunk):
+            es = make_lowrank(params, pop=8, rank=4, std=0.5, lr=0.01, kernels=kernels)
+            assert es.kernel_form == kernels
+            noise = es.sample(jax.random.key(3))
+            return jax.jit(lambda: evaluate_lowrank(es, params, noise, member, layout, chunk))()
+        ref = fitness("factored", "map", 1)
+        assert np.ptp(ref) > 1e-3  # the members really differ
+        for layout, chunk in (("map", 1), ("map", 4), ("vmap", 0)):
+            np.testing.assert_allclose(fitness("merged", layout, chunk), ref, rtol=1e-5,
+                                       atol=1e-6)
 
 
 def test_antithetic_pairs_and_rank():
@@ -198,6 +228,8 @@ def test_config_errors_are_user_errors():
         make_lowrank({"k": jnp.zeros((4, 4))}, pop=7, rank=1, std=0.1, lr=0.1)
     with pytest.raises(UserError, match="rank"):
         make_lowrank({"k": jnp.zeros((4, 4))}, pop=8, rank=0, std=0.1, lr=0.1)
+    with pytest.raises(UserError, match="kernels"):
+        make_lowrank({"k": jnp.zeros((4, 4))}, pop=8, rank=1, std=0.1, lr=0.1, kernels="full")
 
 
 def test_discriminator_learns_against_a_frozen_generator(digits):
@@ -218,10 +250,20 @@ def test_generator_learns_against_a_frozen_trained_discriminator(digits):
     assert_generator_fools_more(against_trained_discriminator(method, digits, 40))
 
 
-def test_checkpoint_resume_is_bit_for_bit(tmp_path, dataset):
+# Every sample-efficiency lever on: schedules (their counts in the state), elitism, unmirrored
+# D noise, z-score shaping; and the same with merged member kernels.
+LEVERS = {"evolve.g.std_decay": 0.9, "evolve.g.std_min": 0.01, "evolve.g.lr_decay": 0.95,
+          "evolve.d.std_decay": 0.95, "evolve.g.elite": True, "evolve.d.elite": True,
+          "evolve.d.mirrored": False, "evolve.d.shaping": "z_score"}
+MERGED = {"evolve.g.kernels": "merged", "evolve.d.kernels": "merged"}
+
+
+@pytest.mark.parametrize("levers", [{}, LEVERS, {**LEVERS, **MERGED}],
+                         ids=["defaults", "levers", "levers-merged"])
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, dataset, levers):
     """k generations, then a resumed run to 2k == 2k generations in one go (metrics and state)."""
     common = {"log.eval_every": 0, "log.image_every": 0, "log.progress": False,
-              "log.checkpoint_every": 0, "log.steps_per_call": 3}
+              "log.checkpoint_every": 0, "log.steps_per_call": 3, **levers}
 
     def runner(out, gens):
         cfg = small_cfg(**{**common, "out": str(out), "evolve.generations": gens})
@@ -260,3 +302,107 @@ def test_cli_strategy_lowrank_es(tmp_path, capsys):
     assert [r["generation"] for r in records(out) if "loss_d" in r] == [1, 2, 3, 4]
     assert main(["evolve", "--strategy", "lowrank_es", "--pop", "7", "--generations", "1",
                  "--out", str(tmp_path / "odd"), "--no-progress"]) == 2
+
+
+# --- sample-efficiency levers: mirrored sampling, fitness shaping, std and lr schedules -------
+SHAPED = {"centered_rank": centered_ranks,
+          "z_score": lambda f: jax.nn.standardize(f, epsilon=1e-8),
+          "raw": lambda f: f}
+
+
+@pytest.mark.parametrize("mirrored", [True, False])
+@pytest.mark.parametrize("shaping", sorted(SHAPED))
+def test_tell_is_the_openes_step_over_explicit_members(mirrored, shaping):
+    """sgd at lr 1 moves the mean by -sum_i shaped_i eps_i / (P sigma), eps_i each member's
+    explicit perturbation: mirrored pairs or P independent draws, every shaping."""
+    v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
+    pop = 6 if mirrored else 5  # unmirrored, an odd population is fine
+    es = make_lowrank(v["params"], pop=pop, rank=2, std=0.1, lr=1.0, optimizer="sgd",
+                      mirrored=mirrored, shaping=shaping)
+    mean = ravel_pytree(v["params"])[0]
+    state = es.init(jax.random.key(1), mean)
+    noise, _ = es.ask(jax.random.key(2), state)
+    eps = jnp.stack([es.full_perturbation(noise, i) for i in range(pop)])
+    antithetic = np.allclose(eps[0], -eps[pop // 2]) if not mirrored else True
+    assert antithetic == mirrored and es.draws == (3 if mirrored else 5)
+    fit = jnp.array([0.3, -1.0, 2.0, 0.5, 0.1, 7.0])[:pop]
+    new = es.tell(None, noise, fit, state)
+    expected = SHAPED[shaping](fit) @ eps / (pop * es.std)
+    np.testing.assert_allclose(mean - new.mean, expected, atol=1e-6)
+
+
+def test_unmirrored_members_run_as_their_explicit_weights():
+    net = Net()
+    x = jax.random.normal(jax.random.key(1), (3, 8, 8, 4))
+    v = net.init(jax.random.key(0), x)
+    es = make_lowrank(v["params"], pop=3, rank=2, std=0.1, lr=0.01, mirrored=False)
+    noise = es.sample(jax.random.key(2))
+    mean, unravel = ravel_pytree(v["params"])
+    fn = lambda p: net.apply({"params": p, "batch_stats": v["batch_stats"]}, x,
+                             mutable=["batch_stats"])[0]
+    outs = jax.jit(lambda: evaluate_lowrank(es, v["params"], noise, fn, "vmap"))()
+    for i in range(3):
+        np.testing.assert_allclose(outs[i], fn(unravel(mean + es.std * es.full_perturbation(
+            noise, i))), atol=2e-5, rtol=1e-5)
+
+
+def test_a_nan_fitness_counts_as_worst_under_every_shaping():
+    v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
+    mean = ravel_pytree(v["params"])[0]
+    fit = jnp.array([0.3, jnp.nan, 2.0, 0.5, 0.1, 7.0])
+    for shaping in SHAPED:
+        es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd",
+                          shaping=shaping)
+        state = es.init(jax.random.key(1), mean)
+        noise, _ = es.ask(jax.random.key(2), state)
+        new = es.tell(None, noise, fit, state)
+        assert np.all(np.isfinite(new.mean)), shaping
+        # NaN ranks last; for z-scores and raw values it takes the worst finite value
+        worst = 100.0 if shaping == "centered_rank" else 7.0
+        same = es.tell(None, noise, fit.at[1].set(worst), state)
+        np.testing.assert_allclose(new.mean, same.mean, atol=1e-7)
+
+
+def test_std_schedule_scales_members_and_the_estimate():
+    """At generation t members are perturbed by sigma_t = schedule(t) (here 0.1 * 0.5^t, floor
+    0.02), and the step is the OpenES estimate at sigma_t: sigma / sigma_t times the one at
+    sigma from the same standard-normal draw."""
+    v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
+    mean = ravel_pytree(v["params"])[0]
+    plain = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd")
+    es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd",
+                      std_schedule=decay_schedule(0.1, 0.5, 0.02))
+    state = es.init(jax.random.key(1), mean).replace(generation_counter=jnp.asarray(2))
+    noise, _ = es.ask(jax.random.key(2), state)
+    ref, _ = plain.ask(jax.random.key(2), state)
+    for i in range(6):
+        np.testing.assert_allclose(es.std * es.full_perturbation(noise, i),
+                                   0.025 * plain.full_perturbation(ref, i), rtol=1e-5, atol=1e-9)
+    fit = jnp.array([0.3, -1.0, 2.0, 0.5, 0.1, 7.0])
+    step = mean - es.tell(None, noise, fit, state).mean
+    np.testing.assert_allclose(step, plain.gradient(ref, centered_ranks(fit)) * 0.1 / 0.025,
+                               rtol=1e-4, atol=1e-7)
+    late = state.replace(generation_counter=jnp.asarray(50))
+    np.testing.assert_allclose(es.std_ratio(late), 0.2, rtol=1e-6)  # the floor, 0.02
+
+
+def test_lr_schedule_counts_in_the_optimiser_state():
+    """lr 1 x 0.5 per update: the second identical step is half the first; the count is in
+    opt_state, so a checkpoint holds it."""
+    v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
+    es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, optimizer="sgd",
+                      lr=decay_schedule(1.0, 0.5, 0.0))
+    s0 = es.init(jax.random.key(1), ravel_pytree(v["params"])[0])
+    noise, _ = es.ask(jax.random.key(2), s0)
+    fit = jnp.array([0.3, -1.0, 2.0, 0.5, 0.1, 7.0])
+    s1 = es.tell(None, noise, fit, s0)
+    s2 = es.tell(None, noise, fit, s1)
+    g = es.gradient(noise, centered_ranks(fit))
+    np.testing.assert_allclose(s0.mean - s1.mean, g, atol=1e-7)
+    np.testing.assert_allclose(s1.mean - s2.mean, 0.5 * g, atol=1e-7)
+    assert len(jax.tree.leaves(s0.opt_state)) > len(jax.tree.leaves(plain_sgd_state(v)))
+
+
+def plain_sgd_state(v):
+    es = make_lowrank(v["params"], pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd")
+    return es.init(jax.random.key(1), ravel_pytree(v["params"])[0]).opt_state

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,11 +12,12 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from ga_gan.config import StrategyConfig
 from ga_gan.errors import UserError
 from ga_gan.invert.ga import BlxGA
 from ga_gan.invert.strategies import make_latent_strategy
-from ga_gan.strategies import (make_lowrank, make_strategy, population_generation,
-                               resolve_layout)
+from ga_gan.strategies import (build_strategy, decay_schedule, make_lowrank, make_strategy,
+                               population_generation, resolve_layout)
 from ga_gan.strategies.evosax_strategy import find_strategy
 
 
@@ -107,3 +110,73 @@ def test_one_name_rule_for_evolution_and_invert():
         make_strategy("open_es", pop=4, num_dims=3, std=0.1, lr=0.1, optimizer="rmsprop")
     with pytest.raises(UserError, match="optimizer"):
         make_lowrank(PARAMS, pop=4, rank=1, std=0.1, lr=0.1, optimizer="rmsprop")
+
+
+ELITE = {"open_es": lambda lr: make_strategy("open_es", pop=8, num_dims=FLAT.size, std=0.1, lr=lr),
+         "lowrank_es": lambda lr: make_lowrank(PARAMS, pop=8, rank=1, std=0.1, lr=lr)}
+
+
+@pytest.mark.parametrize("name", sorted(ELITE))
+def test_elite_keeps_the_mean_when_the_update_scores_worse(name):
+    """Over several draws and step sizes, elite takes exactly the plain update when it scores no
+    worse (on the same fitness) and otherwise keeps the whole old state (mean, optimiser),
+    advancing only the generation count; both cases occur. Adam at lr 100 always overshoots."""
+    def generations(lr):
+        strategy = ELITE[name](lr)
+
+        @functools.partial(jax.jit, static_argnums=1)
+        def run(seed, elite):
+            keys = jax.random.split(jax.random.key(seed), 3)
+            state = strategy.init(keys[0], FLAT)
+            return state, population_generation(strategy, state, UNRAVEL, sphere, "vmap", 0,
+                                                keys[1], keys[2], elite=elite)[1]
+        return strategy, lambda seed, elite: run(seed, elite)
+
+    outcomes = set()
+    for lr in (0.05, 1.0):
+        strategy, run = generations(lr)
+        for seed in range(4):
+            state, free = run(seed, False)
+            elite = run(seed, True)[1]
+            better = float(sphere(UNRAVEL(strategy.center(free)))) <= float(sphere(PARAMS))
+            outcomes.add(better)
+            kept = free if better else state
+            for a, b in zip(jax.tree.leaves(elite.opt_state), jax.tree.leaves(kept.opt_state)):
+                np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(strategy.center(elite), strategy.center(kept))
+            assert int(elite.generation_counter) == 1
+    assert outcomes == {True, False}
+    strategy, run = generations(100.0)
+    assert float(sphere(UNRAVEL(strategy.center(run(0, False)[1])))) > 10 * float(sphere(PARAMS))
+    np.testing.assert_array_equal(strategy.center(run(0, True)[1]), FLAT)
+
+
+def test_evosax_levers_pass_through_or_are_refused():
+    """open_es takes the std schedule, unmirrored sampling and z-score shaping; a strategy
+    without the switch refuses the option instead of ignoring it."""
+    sched = decay_schedule(0.1, 0.5, 0.02)
+    oe = make_strategy("open_es", pop=8, num_dims=FLAT.size, std=0.1, lr=0.05,
+                       std_schedule=sched, mirrored=False, shaping="z_score")
+    state = oe.init(jax.random.key(0), FLAT)
+    stds = []
+    for k in jax.random.split(jax.random.key(1), 4):
+        population, state = oe.ask(k, state)
+        state = oe.tell(k, population, jax.vmap(lambda f: sphere(UNRAVEL(f)))(population), state)
+        stds.append(float(state.std))
+    np.testing.assert_allclose(stds, [0.1, 0.05, 0.025, 0.02], rtol=1e-6)  # evosax: t - 1
+    z = population - state.mean
+    assert not np.allclose(z[:4], -z[4:])
+    f = jnp.array([1.0, 2.0, 4.0, 8.0])
+    np.testing.assert_allclose(oe.es.fitness_shaping_fn(None, f, None, None),
+                               (f - f.mean()) / f.std(), rtol=1e-5)
+    refused = {"std_decay": dict(name="snes", std_decay=0.9),
+               "lr_decay": dict(name="sep_cma_es", lr_decay=0.9),
+               "mirrored": dict(name="pgpe", mirrored=False),
+               "elite": dict(name="simple_ga", elite=True)}
+    for needle, over in refused.items():
+        with pytest.raises(UserError, match=needle):
+            build_strategy(StrategyConfig(pop=8, **over), FLAT.size)
+    # per-parameter step sizes: SNES and PGPE run with a schedule-free std and an lr decay
+    for name in ("snes", "pgpe"):
+        s = build_strategy(StrategyConfig(name=name, pop=8, lr_decay=0.9), FLAT.size)
+        assert s.distribution and s.init(jax.random.key(0), FLAT).std.shape == FLAT.shape

@@ -87,7 +87,8 @@ class AdamD:
         g_member = task.g_member(gan, self.g_higher, g_stats, z,
                                  task.against_d(gan, self.g_objective, d_params, d_stats, real_f))
         g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
-                                               self.layout_g, self.cfg.g.chunk, k_ask, k_tell)
+                                               self.layout_g, self.cfg.g.chunk, k_ask, k_tell,
+                                               self.cfg.g.elite)
 
         # 3. the new pair's scores on this batch (refreshes G's running statistics)
         fake, g_stats = gan.generate(gan.unravel_g(self.sg.center(g_state)), g_stats, z,

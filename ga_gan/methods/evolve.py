@@ -91,7 +91,8 @@ class Evolve:
 
         def evolve_d(_):
             fit, d_state = population_generation(self.sd, state.d, self.gan.unravel_d, d_member,
-                                                 self.layout_d, self.cfg.d.chunk, k_ask, k_tell)
+                                                 self.layout_d, self.cfg.d.chunk, k_ask, k_tell,
+                                                 self.cfg.d.elite)
             return strong_types((fit, d_state))
 
         if self.cfg.d_every == 1:
@@ -123,7 +124,8 @@ class Evolve:
         # Generator generation against the updated discriminator mean (and the hall of fame).
         g_member = self._g_member_fitness(state, d_flat, real, z)
         g_fit, g_state = population_generation(self.sg, state.g, gan.unravel_g, g_member,
-                                          self.layout_g, self.cfg.g.chunk, k_ask_g, k_tell_g)
+                                               self.layout_g, self.cfg.g.chunk, k_ask_g, k_tell_g,
+                                               self.cfg.g.elite)
         g_params = gan.unravel_g(self.sg.center(g_state))
 
         # Scores of the new means on this generation's batch (also refreshes BN statistics).

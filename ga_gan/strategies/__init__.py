@@ -13,8 +13,9 @@ import jax
 
 from ga_gan.config import StrategyConfig
 from ga_gan.errors import UserError
-from ga_gan.strategies.base import (SearchStrategy, evaluate_population,  # noqa: F401
-                                    make_optimizer)
+from ga_gan.strategies.base import (SearchStrategy, decay_schedule,  # noqa: F401
+                                    evaluate_population, make_optimizer)
+from ga_gan.strategies.elite import keep_better_center
 from ga_gan.strategies.evosax_strategy import (Strategy, make_strategy,  # noqa: F401
                                                normalise, strategy_registry)
 from ga_gan.strategies.lowrank import NAME as LOWRANK, LowRankES, evaluate_lowrank, make_lowrank  # noqa: F401
@@ -50,18 +51,35 @@ def is_lowrank(sc: StrategyConfig) -> bool:
 
 def build_strategy(sc: StrategyConfig, num_dims: int, template=None) -> SearchStrategy:
     """The strategy `sc` names; `template()` gives the params pytree the low-rank ES needs to
-    find its layers (called only then, as it costs a trace)."""
+    find its layers (called only then, as it costs a trace). The lr and std schedules are
+    optax schedules whose counts live in the strategy state (`decay_schedule`)."""
+    lr = decay_schedule(sc.lr, sc.lr_decay, sc.lr_min)
+    std_schedule = (None if sc.std_decay == 1.0 else
+                    decay_schedule(sc.std, sc.std_decay, sc.std_min))
+    options = dict(pop=sc.pop, std=sc.std, lr=lr, optimizer=sc.optimizer,
+                   weight_decay=sc.weight_decay, std_schedule=std_schedule,
+                   mirrored=sc.mirrored, shaping=sc.shaping)
     if is_lowrank(sc):
-        return make_lowrank(template(), pop=sc.pop, rank=sc.rank, std=sc.std, lr=sc.lr,
-                            optimizer=sc.optimizer, weight_decay=sc.weight_decay)
-    return make_strategy(sc.name, pop=sc.pop, num_dims=num_dims, std=sc.std, lr=sc.lr,
-                         optimizer=sc.optimizer, weight_decay=sc.weight_decay)
+        strategy = make_lowrank(template(), rank=sc.rank, kernels=sc.kernels, **options)
+    else:  # `kernels`, like `rank`, means nothing to full-rank rows: a config switching
+        # strategy (`--strategy open_es` on mnist-evolve) keeps working
+        strategy = make_strategy(sc.name, num_dims=num_dims, **options)
+    if sc.elite and not strategy.distribution:
+        raise UserError(f"elite applies to strategies with a mean (lowrank_es, open_es, snes, "
+                        f"...); '{sc.name}' keeps its fittest members by selection already")
+    return strategy
 
 
 def population_generation(strategy: SearchStrategy, sstate, unravel, member_fitness,
-                          layout: str, chunk: int, k_ask: jax.Array, k_tell: jax.Array):
+                          layout: str, chunk: int, k_ask: jax.Array, k_tell: jax.Array,
+                          elite: bool = False):
     """(fitness, new strategy state) of one population: ask, fitness of every member
-    (member_fitness(params) -> scalar, sharded over devices when there are several), tell."""
-    members, sstate = strategy.ask(k_ask, sstate)
-    fit = strategy.evaluate(member_fitness, members, sstate, unravel, layout, chunk)
-    return fit, strategy.tell(k_tell, members, fit, sstate)
+    (member_fitness(params) -> scalar, sharded over devices when there are several), tell;
+    with `elite`, the update is kept only if the new centre scores no worse than the old one on
+    the same batch (`elite.keep_better_center`)."""
+    members, asked = strategy.ask(k_ask, sstate)
+    fit = strategy.evaluate(member_fitness, members, asked, unravel, layout, chunk)
+    told = strategy.tell(k_tell, members, fit, asked)
+    if elite:
+        told = keep_better_center(strategy, asked, told, lambda flat: member_fitness(unravel(flat)))
+    return fit, told

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 import jax
+import jax.numpy as jnp
 import optax
+from evosax.core import fitness_shaping as fs
 
 from ga_gan import distributed
 from ga_gan.errors import UserError
@@ -46,13 +48,47 @@ class SearchStrategy(Protocol):
     def center(self, state: Any) -> jax.Array: ...
 
 
-def make_optimizer(name: str, lr: float, weight_decay: float = 0.0):
-    """The optax optimiser a strategy moves its mean with (`StrategyConfig.optimizer`)."""
+def make_optimizer(name: str, lr, weight_decay: float = 0.0):
+    """The optax optimiser a strategy moves its mean with (`StrategyConfig.optimizer`); `lr` is
+    a number or an optax schedule (`decay_schedule`), whose step count then lives in the
+    optimiser's state, so a checkpoint holds it and resume stays bit-exact."""
     table = {"adam": lambda: optax.adam(lr), "sgd": lambda: optax.sgd(lr),
              "adamw": lambda: optax.adamw(lr, weight_decay=weight_decay)}
     if name not in table:
         raise UserError(f"unknown optimizer '{name}' (adam, adamw or sgd)")
     return table[name]()
+
+
+def decay_schedule(start: float, decay: float, floor: float):
+    """`start` x `decay`^t down to `floor` (optax's exponential decay, t counted by its caller),
+    or the plain number `start` when decay is 1: then the optimiser's state and every number are
+    exactly those of a run without schedules (old checkpoints restore)."""
+    if decay == 1.0:
+        return start
+    return optax.exponential_decay(start, transition_steps=1, decay_rate=decay,
+                                   end_value=floor if floor > 0 else None)
+
+
+# `StrategyConfig.shaping` -> evosax's fitness shaping (fn(population, fitness, state, params)).
+SHAPING_FNS = {"centered_rank": fs.centered_rank_fitness_shaping_fn,
+               "z_score": fs.standardize_fitness_shaping_fn,
+               "raw": fs.identity_fitness_shaping_fn}
+
+
+def shaping_fn(name: str) -> Callable:
+    """evosax's shaping `name`; for z_score and raw a NaN fitness first becomes the worst finite
+    one (centred ranks already rank NaN last), so one failed member cannot poison the mean."""
+    if name not in SHAPING_FNS:
+        raise UserError(f"unknown fitness shaping '{name}' ({', '.join(SHAPING_FNS)})")
+    fn = SHAPING_FNS[name]
+    if name == "centered_rank":
+        return fn
+
+    def nan_worst(population, fitness, state, params):
+        return fn(population, jnp.where(jnp.isnan(fitness), jnp.nanmax(fitness), fitness),
+                  state, params)
+
+    return nan_worst
 
 
 def over_members(fn: Callable, layout: str, chunk: int = 0) -> Callable:

@@ -21,7 +21,7 @@ import optax
 from evosax.algorithms import algorithms as EVOSAX_ALGORITHMS
 
 from ga_gan.errors import UserError
-from ga_gan.strategies.base import evaluate_rows, make_optimizer
+from ga_gan.strategies.base import evaluate_rows, make_optimizer, shaping_fn
 
 # Strategies whose state holds an n x n matrix: fine for latents, impossible for networks.
 QUADRATIC = {"cma_es", "xnes", "ma_es", "cr_fm_nes", "iamalgam_full", "sv_cma_es", "guided_es",
@@ -121,12 +121,13 @@ def _worst_if_nan(fitness: jax.Array) -> jax.Array:
     return jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
 
 
-def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr: float,
+def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr,
                   optimizer: str | None = "adam", weight_decay: float = 0.0,
-                  std_schedule: Callable | None = None) -> Strategy:
+                  std_schedule: Callable | None = None, mirrored: bool = True,
+                  shaping: str = "centered_rank") -> Strategy:
     """The evosax strategy `name` with mutation scale `std` (or `std_schedule` over
-    generations) and, where it moves a mean by gradient, the optimiser `optimizer` at `lr`
-    (None: evosax's own choice for that strategy)."""
+    generations) and, where it moves a mean by gradient, the optimiser `optimizer` at `lr` (a
+    number or an optax schedule; optimizer None: evosax's own choice for that strategy)."""
     cls = find_strategy(name)
     if normalise(name) in {normalise(q) for q in QUADRATIC} and num_dims > QUADRATIC_MAX_DIMS:
         gib = num_dims**2 * 4 / 2**30
@@ -134,14 +135,8 @@ def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr: float,
                         f"{gib:,.0f} GiB): use open_es, snes, pgpe or sep_cma_es for networks")
     if pop < 2:
         raise UserError(f"population size must be at least 2, got {pop}")
-    sig = inspect.signature(cls.__init__).parameters
-    kwargs: dict[str, Any] = {}
-    if "optimizer" in sig and optimizer is not None:
-        kwargs["optimizer"] = make_optimizer(optimizer, lr, weight_decay)
-    if "std_schedule" in sig:
-        kwargs["std_schedule"] = std_schedule or optax.constant_schedule(std)
-    if "metrics_fn" in sig:
-        kwargs["metrics_fn"] = _slim_metrics
+    kwargs = _lever_kwargs(name, inspect.signature(cls.__init__).parameters, std, lr,
+                           optimizer, weight_decay, std_schedule, mirrored, shaping)
     try:
         es = cls(population_size=pop, solution=jnp.zeros(num_dims), **kwargs)
     except AssertionError as e:  # evosax asserts e.g. "Population size must be even."
@@ -153,3 +148,38 @@ def make_strategy(name: str, *, pop: int, num_dims: int, std: float, lr: float,
         params = params.replace(std_init=std)
     return Strategy(name=name.lower().replace("-", "_"), es=es, params=params,
                     distribution=hasattr(es, "get_mean"))
+
+
+def _lever_kwargs(name, sig, std, lr, optimizer, weight_decay, std_schedule, mirrored,
+                  shaping) -> dict[str, Any]:
+    """The evosax constructor's keyword arguments for ga-gan's options. Only options that
+    differ from the defaults are passed beyond what was passed before (the defaults give the
+    same strategy, and state, as before the options existed); an option the strategy has no
+    switch for is refused, not ignored (SNES, PGPE and sep-CMA-ES adapt their own std)."""
+    def refuse(option: str, why: str, where: str):
+        raise UserError(f"strategy '{name}' {why}, so {option} does not apply to it ({where})")
+
+    kwargs: dict[str, Any] = {}
+    if "optimizer" in sig and optimizer is not None:
+        kwargs["optimizer"] = make_optimizer(optimizer, lr, weight_decay)
+    elif callable(lr):
+        refuse("lr_decay", "moves its mean without an optax optimiser",
+               "lowrank_es, open_es, snes, pgpe, ...")
+    if "std_schedule" in sig:
+        kwargs["std_schedule"] = std_schedule or optax.constant_schedule(std)
+    elif std_schedule is not None:
+        refuse("std_decay", "has no std schedule (it adapts its own std or has none)",
+               "lowrank_es, open_es, ars, ...")
+    if "metrics_fn" in sig:
+        kwargs["metrics_fn"] = _slim_metrics
+    if not mirrored:
+        if "use_antithetic_sampling" not in sig:
+            refuse("mirrored = false", "has no switch for mirrored sampling",
+                   "lowrank_es, open_es")
+        kwargs["use_antithetic_sampling"] = False
+    if shaping != "centered_rank":  # the default keeps the strategy's own shaping
+        if "fitness_shaping_fn" not in sig:
+            refuse(f"shaping = {shaping}", "takes no fitness shaping",
+                   "lowrank_es and distribution strategies")
+        kwargs["fitness_shaping_fn"] = shaping_fn(shaping)
+    return kwargs

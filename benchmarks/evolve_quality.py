@@ -1,0 +1,297 @@
+"""Pure evolution against Adam on the same nets, over seeds and long budgets (issue 11's bar).
+
+    python benchmarks/evolve_quality.py --dataset mnist-evolve --data mnist:../shared/data/mnist \\
+        --budgets adam=300,evolve=3600 --seeds 0,1,2 --name evolve_mnist
+    python benchmarks/evolve_quality.py --dataset anime-evolve \\
+        --data folder:../shared/data/anime-faces-64/images --budgets adam=1800,evolve=1800 \\
+        --seeds 0,1,2 --name evolve_anime
+
+Each (method, seed) runs sequentially in this process through `side_by_side`'s machinery (same
+config building, same final-checkpoint evaluation), each with its own training budget: the bar
+compares evolution after 60 minutes with Adam after 5. Every finished run is written to
+<out>/<name>.json at once, and a rerun with the same --name skips the runs already there, so a
+3-hour series survives an interruption. --report-only rewrites the report from the JSON.
+
+The report (<name>.md): per method the median over seeds (and each seed) of the primary Fréchet
+distance and classifier_score at the --at times, final values, generations per second; the
+real test images' own scores (the ceiling of classifier_score, the floor of the Fréchet
+distance); and, for every evolutionary seed, its final primary distance against Adam's median at
+Adam's budget. Curves (<name>_curves.png) and the final grids of every run (<name>_samples.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import side_by_side as sbs  # noqa: E402  (the benchmark next door)
+
+from ga_gan.report import finite, fmt  # noqa: E402
+
+REFERENCE = "adam"
+
+
+def parse_budgets(text: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, secs = part.partition("=")
+        if not sep:
+            raise ValueError(f"--budgets takes METHOD=SECONDS pairs, got {part!r}")
+        out[name.strip()] = float(secs)
+    return out
+
+
+def value_at(curve: list[dict], key: str, t: float):
+    """The last evaluation at or before training second t (None before the first)."""
+    best = None
+    for p in curve:
+        if p["time_s"] <= t and key in p and finite(p[key]):
+            best = p[key]
+    return best
+
+
+def real_ceiling(cfg, dataset, log) -> dict:
+    """The real test images scored as if generated: classifier_score's ceiling and the
+    Fréchet distances' floor at the runs' sample count."""
+    from ga_gan.data.pixels import to_model_range
+    from ga_gan.metrics import make_evaluators
+    from ga_gan.metrics.score import make_scorers
+    from ga_gan.run import load_data
+    from ga_gan.config import apply_overrides
+
+    test = load_data(apply_overrides(cfg, {"data.split": "test", "data.limit": None}), log)
+    n = min(cfg.log.fd_samples, len(test.images))
+    real = to_model_range(test.images[:n])
+    out = {k: float(ev(real)) for k, ev in make_evaluators(
+        list(cfg.log.fd), dataset.images, dataset.name, n_samples=n,
+        labelled_dataset=dataset, log=log).items()}
+    for scorer in make_scorers(tuple(cfg.log.scores), dataset.images.shape[1:],
+                               dataset_name=dataset.name, labelled_dataset=dataset, log=log):
+        out.update(scorer(real))
+    return {"images": n, **out}
+
+
+def run_all(args, report: dict, path: Path, log) -> None:
+    from ga_gan.run import load_data
+
+    known = sbs.methods()
+    spec = sbs.DATASETS[args.dataset]
+    done = {(r["method"], r["seed"]) for r in report["runs"]}
+    dataset = None
+    for seed in args.seeds:
+        for name, budget in args.budgets.items():
+            if (name, seed) in done:
+                log(f"=== {name} seed {seed}: in {path.name} already, skipped")
+                continue
+            ns = SimpleNamespace(**{**vars(args), "budget": budget, "seed": seed,
+                                    "runs_dir": str(Path(args.runs_dir) / f"seed{seed}")})
+            cfg = sbs.build_config(ns, name, known[name], spec)
+            if dataset is None:
+                dataset = load_data(cfg, log)
+                if "ceiling" not in report and cfg.log.scores:
+                    report["ceiling"] = real_ceiling(cfg, dataset, log)
+            log(f"=== {name} seed {seed}: budget {budget:g} s, eval_every {cfg.log.eval_every}")
+            s = sbs.run_method(name, known[name], cfg, dataset, log)
+            s["seed"], s["budget"] = seed, budget
+            log(f"=== {name} seed {seed}: {s['steps']} steps in {s['time_s']:.0f} s; "
+                f"final {s['final']}")
+            report["runs"].append(s)
+            path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+
+
+def method_rows(report: dict, key: str, score: str) -> list[list[str]]:
+    rows = []
+    by_method: dict[str, list[dict]] = {}
+    for r in report["runs"]:
+        by_method.setdefault(r["method"], []).append(r)
+    for name, runs in by_method.items():
+        runs.sort(key=lambda r: r["seed"])
+        for t in report["at"]:
+            vals = [reading(r, key, t) for r in runs if t <= r["budget"]]
+            scs = [value_at(r["curve"], score, t) if t < r["time_s"] else
+                   _final(r, score) for r in runs if t <= r["budget"]]
+            if not vals:
+                continue
+            rows.append([name, f"{t:g}", _med(vals), " / ".join(fmt(v) for v in vals),
+                         _med(scs), " / ".join(fmt(v) for v in scs),
+                         " / ".join(fmt(r["steps"] / max(r["time_s"], 1e-9), 3) for r in runs)])
+    return rows
+
+
+def _final(run: dict, key: str):
+    pts = [p for p in run["curve"] if key in p]
+    return pts[-1][key] if pts else None
+
+
+def _med(vals: list) -> str:
+    vals = [v for v in vals if finite(v)]
+    return fmt(statistics.median(vals)) if vals else "—"
+
+
+def reading(run: dict, key: str, t: float):
+    """A run's value at training second t: its final state from its budget on."""
+    return run["final"].get(key) if t >= run["time_s"] else value_at(run["curve"], key, t)
+
+
+def verdict(report: dict, key: str) -> list[str]:
+    """Each evolutionary seed's final distance against Adam's median at `bar_at` seconds (its
+    whole budget by default): the issue's bar is evolution at 60 minutes against Adam at 5."""
+    ref = [r for r in report["runs"] if r["method"] == REFERENCE and key in r["final"]]
+    if not ref:
+        return []
+    at = report.get("bar_at")
+    vals = [v for v in (reading(r, key, at) if at else r["final"][key] for r in ref)
+            if finite(v)]
+    at = at or ref[0]["budget"]
+    if not vals:
+        return [f"Adam logged no {key} by {at:g} s."]
+    ref_val = statistics.median(vals)
+    lines = [f"Adam's median {key} at {at:g} s of training: {fmt(ref_val)}."]
+    for r in report["runs"]:
+        if r["method"] != REFERENCE and key in r["final"]:
+            v = r["final"][key]
+            lines.append(f"- {r['method']} seed {r['seed']} after {r['time_s']:.0f} s: {fmt(v)} "
+                         f"= {v / ref_val:.2f}x Adam's ({'meets' if v <= ref_val else 'misses'} "
+                         "the bar)")
+    return lines
+
+
+def write_markdown(path: Path, report: dict) -> None:
+    key, score = report["primary"], "classifier_score"
+    head = ["method", "at s", f"median {key}", "per seed", f"median {score}", "per seed",
+            "gens or steps / s"]
+    lines = [f"# {report['dataset']}: pure evolution vs Adam, seeds "
+             f"{', '.join(map(str, report['seeds']))}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in method_rows(report, key, score)]
+    lines.append("")
+    lines.append("Values at a time are the last evaluation at or before it; at or after a run's "
+                 "budget, its final state (measured from its last checkpoint). Training seconds "
+                 "are the Runner's `time_s` (compilation included, evaluation excluded).")
+    if report.get("ceiling"):
+        c = report["ceiling"]
+        lines += ["", f"Real test images ({c['images']}) scored as if generated: "
+                  + ", ".join(f"{k} {fmt(v)}" for k, v in c.items() if k != "images")
+                  + " (classifier_score's ceiling, the Fréchet floor at this sample count)."]
+    lines += ["", "## The bar", ""] + verdict(report, key)
+    lines += ["", "## Reproduce", "", "```", report["command"], "```", "",
+              f"Machine: {report['machine']['cores']} cores ({report['machine']['cpu']}), load "
+              f"at the end {report['machine']['loadavg_at_end']}; {report['date']}; "
+              f"{report['script_wall_s']:.0f} s of wall time in this invocation."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_curves(path: Path, report: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [report["primary"]] + (["classifier_score"] if report.get("ceiling", {}).get(
+        "classifier_score") else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.2), squeeze=False)
+    colors = dict(zip(dict.fromkeys(r["method"] for r in report["runs"]),
+                      plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, k in zip(axes[0], keys):
+        for r in report["runs"]:
+            pts = [(p["time_s"], p[k]) for p in r["curve"] if k in p and finite(p[k])]
+            if pts:
+                ax.plot(*zip(*pts), color=colors[r["method"]], lw=1, marker="o", ms=2,
+                        label=f"{r['method']} seed {r['seed']}")
+        if k in report.get("ceiling", {}):
+            ax.axhline(report["ceiling"][k], color="gray", ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log" if k.startswith("fd") else "linear")
+        ax.set_xlabel("training seconds")
+        ax.set_ylabel(k)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def finish(report: dict, out: Path) -> None:
+    name = report["name"]
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    write_markdown(out / f"{name}.md", report)
+    plot_curves(out / f"{name}_curves.png", report)
+    runs = [{**r, "method": f"{r['method']} s{r['seed']}"} for r in report["runs"]]
+    sbs.compose_samples(out / f"{name}_samples.png",
+                        {"methods": runs, "fd_metrics": [report["primary"]]})
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, choices=sorted(sbs.DATASETS))
+    p.add_argument("--budgets", default="adam=300,evolve=3600", type=parse_budgets,
+                   help="METHOD=SECONDS,... (methods as side_by_side.py --methods)")
+    p.add_argument("--seeds", default="0,1,2",
+                   type=lambda s: [int(x) for x in s.split(",") if x.strip()])
+    p.add_argument("--at", default="60,300,900,1800,3600",
+                   type=lambda s: [float(x) for x in s.split(",") if x.strip()],
+                   help="training seconds at which the table reads each curve")
+    p.add_argument("--bar-at", type=float, help="Adam's training second the bar reads "
+                   "(default: Adam's budget; e.g. 300 with adam=3600 gives both readings)")
+    p.add_argument("--name", default=None, help="report name (default evolve_<dataset>)")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--runs-dir", default="runs/evolve_quality")
+    p.add_argument("--data", help="override the config's data (KIND:PATH)")
+    p.add_argument("--fd-samples", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--report-only", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from ga_gan.errors import UserError
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or f"evolve_{args.dataset.split('-')[0]}"
+    path = out / f"{name}.json"
+    unknown = [m for m in args.budgets if m not in sbs.methods()]
+    if unknown:
+        print(f"error: unknown method(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    report = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
+
+    if not args.report_only:
+        report.update(name=name, dataset=args.dataset, seeds=args.seeds, at=args.at,
+                      bar_at=args.bar_at,
+                      command="python benchmarks/evolve_quality.py " + shlex.join(argv))
+        try:
+            run_all(args, report, path, log)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        report.update(machine=sbs.machine_info(), script_wall_s=time.perf_counter() - t0,
+                      date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    keys = [k for r in report["runs"] for k in r["fd_metrics"]]
+    report["primary"] = "fd_classifier" if "fd_classifier" in keys else (keys or ["fd_pixels"])[0]
+    finish(report, out)
+    print((out / f"{name}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""benchmarks/evolve_quality.py's reading of curves and its bar, on a hand-made report (the
+script's runs themselves go through side_by_side's machinery, tested in test_benchmark.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _module():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("evolve_quality", BENCH / "evolve_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(method, seed, budget, curve, final):
+    return {"method": method, "seed": seed, "budget": budget, "time_s": budget + 1.0,
+            "steps": 100, "curve": [{"time_s": t, "fd_classifier": v} for t, v in curve],
+            "final": {"fd_classifier": final}, "fd_metrics": ["fd_classifier"]}
+
+
+def test_bar_reads_adam_at_its_time_and_judges_each_seed():
+    eq = _module()
+    adam = [_run("adam", s, 600, [(0, 900), (100, 60), (300, 40 + s), (500, 20)], 18)
+            for s in range(3)]
+    evo = [_run("evolve", 0, 3600, [(0, 900), (3000, 45)], 39),
+           _run("evolve", 1, 3600, [(0, 900), (3000, 50)], 44)]
+    report = {"runs": adam + evo, "bar_at": 300}
+    lines = eq.verdict(report, "fd_classifier")
+    assert "at 300 s of training: 41" in lines[0]  # the median of 40, 41, 42 read at 300 s
+    assert "seed 0" in lines[1] and "meets the bar" in lines[1]  # 39 <= 41
+    assert "seed 1" in lines[2] and "misses the bar" in lines[2]  # 44 > 41
+    # without bar_at the bar is Adam's whole budget, i.e. its final values
+    assert "at 600 s of training: 18" in eq.verdict({"runs": adam}, "fd_classifier")[0]
+
+
+def test_curve_reading_before_between_and_after_the_budget():
+    eq = _module()
+    run = _run("evolve", 0, 100, [(0, 900), (50, 300), (90, 200)], 150)
+    assert eq.value_at(run["curve"], "fd_classifier", 49.9) == 900
+    assert eq.reading(run, "fd_classifier", 60) == 300
+    assert eq.reading(run, "fd_classifier", 200) == 150  # past the run's clock: its final state
+    assert eq.parse_budgets("adam=300, evolve=3600") == {"adam": 300.0, "evolve": 3600.0}
