@@ -275,7 +275,7 @@ LOWRANK_DRIVER = textwrap.dedent('''
 
 LOWRANK_MODELS = {
     "mlp": {"model.g_hidden": "16,32", "model.d_hidden": "32,16"},
-    "dcgan": {"model.name": "dcgan", "model.resolution": 32, "model.width": 0.125,
+    "dcgan": {"model.name": "dcgan", "model.resolution": 28, "model.width": 0.125,
               "evolve.g.chunk": 2, "evolve.d.chunk": 2},
 }
 
