@@ -12,9 +12,10 @@ of CPU with the cache, 91 s without).
 
 XLA's LLVM backend at optimisation level 1 (XLA's default is 2): the programs here are small,
 so compiling them is most of the suite's time, and level 1 compiles faster while its code still
-runs fast (measured on the shared 2-core machine, under load 2 to 6, so roughly: test_hybrid.py 59 s of CPU instead of 77 s; the MNIST
-config test and the 300-generation evolve test 28 s instead of 42 s; level 0 compiles faster
-still but its code is slow: 73 s for those two). Every comparison in the suite (a resumed run
+runs fast (measured on the shared 2-core machine under load 2 to 6, so roughly: test_hybrid.py
+59 s of CPU instead of 77 s; the MNIST config test and the 300-generation evolve test 28 s
+instead of 42 s; level 0 compiles faster still, but its code is slow: 73 s for those two).
+Every comparison in the suite (a resumed run
 against an uninterrupted one, 4 devices against 1) compares programs compiled with the same
 flags, in this process and in the `ga-gan` processes it starts (they inherit XLA_FLAGS).
 GA_GAN_TEST_XLA_OPT=1 keeps XLA's default level (what users run), for a release check.
