@@ -10,7 +10,6 @@ uninterrupted one bit for bit.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,10 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ga_gan import __version__, cloud, distributed, ema
-from ga_gan.checkpoint import (checkpoint_dir,  # noqa: F401 (re-exported)
-                               Checkpointer, config_mismatch, uncommitted)
-from ga_gan.config import (RunConfig, load_run_config, to_dict,  # noqa: F401 (re-exported)
-                           with_defaults)
+from ga_gan.checkpoint import Checkpointer, checkpoint_dir, uncommitted
+from ga_gan.config import RunConfig, load_run_config, to_dict  # noqa: F401 (re-exported)
 from ga_gan.data import Dataset, load_dataset
 from ga_gan.errors import UserError
 from ga_gan.evaluation import Evaluation
@@ -34,6 +31,7 @@ from ga_gan.images import save_png
 from ga_gan.interrupt import StopOnSignal
 from ga_gan.methods import build_method, total_steps  # noqa: F401 (build_method re-exported)
 from ga_gan.progress import Progress
+from ga_gan.resume import clear_for_restart, newest_checkpoint
 from ga_gan.runlock import RunLock
 from ga_gan.runlog import RunLog
 from ga_gan.validate import validate_config
@@ -120,58 +118,18 @@ class Runner:
 
     # --- the run folder ---------------------------------------------------------------------
     def _prepare_folder(self, restart: bool) -> int | None:
-        ckpt_dir = checkpoint_dir(self.cfg)
-        if restart and self.out.exists() and self.primary:
-            for name in ("checkpoints", "metrics.jsonl", "metrics.tmp", "samples", "samples.png",
-                         "curves.png", "config.json", "tb"):
-                p = self.out / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-            self.log(f"--restart: cleared {self.out}")
-        if restart and self.primary and cloud.is_remote(ckpt_dir):
-            cloud.remove_tree(ckpt_dir)  # the bucket's steps and metrics.jsonl copy
-            self.log(f"--restart: cleared {ckpt_dir}")
-        if restart and distributed.is_multiprocess():  # the others wait for process 0's clearing
-            from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("ga_gan_restart")
-        # Only the latest committed step counts: a save killed half way is never listed.
-        self.ckpt = Checkpointer(str(ckpt_dir), max_to_keep=self.cfg.log.max_to_keep)
+        """--restart's clearing, the checkpoints opened, the resume step (ga_gan/resume.py)."""
+        if restart:
+            clear_for_restart(self.cfg, self.out, self.primary, self.log)
+        self.ckpt = Checkpointer(str(checkpoint_dir(self.cfg)), max_to_keep=self.cfg.log.max_to_keep)
         try:
-            return self._check_resume()
+            step, self._restored = newest_checkpoint(self.ckpt, self.cfg, self.out,
+                                                     self.method_name, self.method, self.gan,
+                                                     self.primary, self.log)
         except BaseException:
             self.ckpt.close()
             raise
-
-    def _check_resume(self) -> int | None:
-        """The newest intact checkpoint's step, its (state, meta) restored into `_restored`."""
-        step = self.ckpt.latest_step()
-        if step is None:
-            if (self.out / "metrics.jsonl").exists() and (self.out / "metrics.jsonl").stat().st_size:
-                raise UserError(f"{self.out} holds a run without a complete checkpoint; "
-                                f"pass --restart to overwrite it or choose another --out")
-            return None
-
-        def check(meta: dict) -> None:  # before a state is restored: refused, not "damaged"
-            if meta.get("method") != self.method_name:
-                raise UserError(f"{self.out} holds a '{meta.get('method')}' run, not "
-                                f"'{self.method_name}'; choose another --out or pass --restart")
-            why = config_mismatch(with_defaults(meta.get("config", {})), to_dict(self.cfg))
-            if why:
-                raise UserError(f"cannot resume {self.out}: {why} (pass --restart to start over)")
-
-        warn = (lambda m: print(m, file=sys.stderr)) if self.primary else (lambda m: None)
-        step, *self._restored = self.ckpt.restore_newest_intact(self._abstract_state, check,
-                                                                warn)
-        self.log(f"resuming {self.out} from its checkpoint at generation {step}")
         return step
-
-    def _abstract_state(self, meta: dict):
-        """A fresh state's structure, with or without the EMA generator as the checkpoint was
-        saved (checkpoints before log.ema hold no average)."""
-        saved = ema.restore_layout(self.method, self.gan, bool(meta.get("ema")))
-        abstract = jax.eval_shape(saved.init, jax.random.key(self.cfg.seed))
-        sharding = distributed.replicated()  # several devices: global, replicated arrays
-        return abstract if sharding is None else jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
 
     # --- compiled pieces --------------------------------------------------------------------
     def _chunk(self, n: int) -> Callable:
