@@ -19,7 +19,7 @@ from ga_gan.errors import UserError
 from ga_gan.data.pixels import to_model_range
 from ga_gan.metrics.extractor import FeatureExtractor, cache_root, extract_features, slug
 from ga_gan.metrics.features import EXTRACTORS, METRIC_NAMES, build_extractor
-from ga_gan.metrics.frechet import frechet_distance, gaussian_stats
+from ga_gan.metrics.frechet import frechet_distance, gaussian_stats, psd_sqrt
 
 __all__ = [
     "EXTRACTORS",
@@ -76,6 +76,7 @@ class FrechetEvaluator:
         if real.shape[0] < 2:
             raise UserError("need at least 2 real images for Fréchet statistics")
         self.image_shape = tuple(int(s) for s in real.shape[1:])
+        self._root: np.ndarray | None = None
         self.n_samples = int(n_samples)
         self.batch_size = int(batch_size)
         self.extractor: FeatureExtractor = build_extractor(
@@ -114,7 +115,9 @@ class FrechetEvaluator:
         if not np.isfinite(fake).all():
             raise UserError(f"generated images contain NaN or inf; cannot compute {self.metric_name}")
         mu, sigma = gaussian_stats(extract_features(self.extractor, fake, self.batch_size))
-        return frechet_distance(mu, sigma, self.mu, self.sigma)
+        if self._root is None:  # the real statistics' square root, once per evaluator
+            self._root = psd_sqrt(self.sigma)
+        return frechet_distance(mu, sigma, self.mu, self.sigma, root2=self._root)
 
 
 def make_evaluators(names: list[str], real_images: np.ndarray, dataset_name: str, **kwargs: Any) -> dict[str, FrechetEvaluator]:

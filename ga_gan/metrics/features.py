@@ -37,9 +37,10 @@ def projection(dims: int, k: int = PROJ_DIMS, seed: int = PROJ_SEED) -> np.ndarr
 
 def build_pixels_proj(image_shape: tuple[int, int, int], **_: Any) -> FeatureExtractor:
     """Pixels through a fixed seeded random projection to 256 dimensions (orthonormal columns,
-    so distances keep the pixels' scale, Johnson-Lindenstrauss style). A pixel FD's cost is the
-    matrix square root, cubic in the dimension: at 32x32x3 = 3,072 it takes over a minute on 2
-    CPU cores, at 256 milliseconds. Not equal to fd_pixels; a monitor of the same kind."""
+    so distances keep the pixels' scale, Johnson-Lindenstrauss style). A pixel FD's cost is
+    cubic in the dimension (symmetric eigendecompositions, frechet.py): at 32x32x3 = 3,072 about
+    2 s on 2 CPU cores, at 64x64x3 = 12,288 minutes, at 256 milliseconds. Not equal to
+    fd_pixels; a monitor of the same kind."""
     h, w, c = image_shape
     proj = jnp.asarray(projection(h * w * c))
     fn = jax.jit(lambda x: x.reshape(x.shape[0], -1) @ proj)

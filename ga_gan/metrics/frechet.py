@@ -1,15 +1,18 @@
 """Fréchet distance between two Gaussians fitted to feature sets (the arithmetic behind FID).
 
-Same formula and numerical guards as the reference FID implementations (TTUR / pytorch-fid),
-so that numbers computed with Inception features are comparable with published FIDs.
+The formula of the reference FID implementations (TTUR / pytorch-fid), so numbers computed with
+Inception features compare with published FIDs. Tr sqrt(sigma1 sigma2) comes from eigenvalues
+instead of scipy's general `sqrtm`: sigma1 sigma2 has the eigenvalues of the symmetric
+R sigma1 R with R = sigma2^(1/2), so two symmetric eigendecompositions give the trace exactly,
+for singular covariances too (fewer samples than dimensions, as in a pixel FD), with no eps
+regularisation and no imaginary round-off. At 3,072 dimensions (32x32x3 pixels, 1,024 samples)
+that is seconds where `sqrtm` took about a minute, and R of the fixed real statistics is
+computed once per evaluator.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy import linalg
 
 from ga_gan.errors import UserError
 
@@ -26,25 +29,29 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
-def _sqrtm(a: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Matrix square root plus whether it is trustworthy (finite, and scipy saw no singularity)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", linalg.LinAlgWarning)
-        root = linalg.sqrtm(a)
-    singular = any(issubclass(w.category, linalg.LinAlgWarning) for w in caught)
-    return root, bool(np.isfinite(root).all()) and not singular
+def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance (round-off's negative eigenvalues read as 0)."""
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if not np.isfinite(sigma).all():
+        raise ValueError("covariance is not finite")
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
+def trace_sqrt_product(sigma1: np.ndarray, root2: np.ndarray) -> float:
+    """Tr sqrt(sigma1 sigma2), given root2 = psd_sqrt(sigma2)."""
+    if not np.isfinite(sigma1).all():
+        raise ValueError("covariance is not finite")
+    w = np.linalg.eigvalsh(root2 @ sigma1 @ root2)
+    return float(np.sqrt(np.clip(w, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     root2: np.ndarray | None = None) -> float:
     """``|mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2))``.
 
-    When ``sigma1 @ sigma2`` is singular (e.g. fewer samples than feature dimensions) the square
-    root is recomputed with ``eps * I`` added to both covariances, as pytorch-fid does; the traces
-    keep the unregularised covariances. Round-off can leave a tiny imaginary part (dropped; a large
-    one raises ``ValueError`` because the result would be meaningless) and a slightly negative
-    total (clamped to 0: the true distance is never negative).
+    ``root2`` (``psd_sqrt(sigma2)``) may be passed when sigma2 is reused, as the real statistics
+    are. Round-off can leave a slightly negative total: clamped to 0, the true distance never is.
     """
     mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
     mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -57,18 +64,8 @@ def frechet_distance(
         raise UserError(
             f"covariances must be ({f}, {f}) to match the means, got {sigma1.shape} and {sigma2.shape}"
         )
-
-    covmean, ok = _sqrtm(sigma1 @ sigma2)
-    if not ok:
-        offset = np.eye(f) * eps
-        covmean, _ = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
-        if not np.isfinite(covmean).all():
-            raise ValueError("matrix square root is not finite even after adding eps to the covariances")
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag)):.3g} in sqrtm is too large")
-        covmean = covmean.real
-
+    root2 = psd_sqrt(sigma2) if root2 is None else root2
     diff = mu1 - mu2
-    distance = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)
+    distance = (diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+                - 2.0 * trace_sqrt_product(sigma1, root2))
     return max(float(distance), 0.0)
