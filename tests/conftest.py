@@ -37,6 +37,9 @@ if not os.environ.get("GA_GAN_TEST_XLA_OPT") and \
     os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"),
                                                      "--xla_backend_optimization_level=1"]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if "GA_GAN_TEST_LOCK_DIR" not in os.environ:  # procs.Cores: made before any xdist worker starts
+    os.environ["GA_GAN_TEST_LOCK_DIR"] = tempfile.mkdtemp(prefix="ga-gan-test-locks-")
+    os.environ["GA_GAN_TEST_OWNS_LOCK_DIR"] = os.environ["GA_GAN_TEST_LOCK_DIR"]
 
 import jax  # noqa: E402  (after the environment above)
 import jax.numpy as jnp  # noqa: E402
@@ -46,6 +49,15 @@ if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # jax may have been imported befo
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+@pytest.fixture(autouse=True)
+def _cores_shared():
+    """Every test runs holding the cores shared; procs.CORES.alone() takes them exclusively."""
+    from procs import CORES
+    CORES.take_shared()
+    yield
+    CORES.release_shared()
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +74,12 @@ def digits(dataset):
 
 
 def pytest_unconfigure(config):
-    """The session that made the cache folder removes it (a pytest-xdist worker, if one is used,
-    leaves it alone)."""
+    """The session that made the cache and lock folders removes them (pytest-xdist workers leave
+    them alone)."""
     if not hasattr(config, "workerinput"):
         owned = os.environ.get("GA_GAN_TEST_OWNS_JAX_CACHE")
         if owned and owned == os.environ.get("JAX_COMPILATION_CACHE_DIR"):
             shutil.rmtree(owned, ignore_errors=True)
+        locks = os.environ.get("GA_GAN_TEST_OWNS_LOCK_DIR")
+        if locks and locks == os.environ.get("GA_GAN_TEST_LOCK_DIR"):
+            shutil.rmtree(locks, ignore_errors=True)

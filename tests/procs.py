@@ -16,10 +16,12 @@ uncommitted save in flight.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,52 @@ _cls.finalize = finalize
 from ga_gan.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+class Cores:
+    """The machine's cores between pytest-xdist workers: every test holds them shared (conftest's
+    autouse fixture), and `alone()` takes them exclusively for the processes that must keep pace
+    with each other: two `jax.distributed` processes meet in gloo collectives that give up after
+    30 s, so one process starved by the other worker's compiling fails the test. A queued
+    `alone()` holds the gate, so new shared holders wait behind it (no starvation). flock locks
+    on files in GA_GAN_TEST_LOCK_DIR (conftest.py makes it before the workers start); without
+    workers the locks are uncontended and cost nothing."""
+
+    def __init__(self):
+        self.shared: int | None = None
+
+    @staticmethod
+    def _lock(name: str, how: int) -> int:
+        fd = os.open(os.path.join(os.environ["GA_GAN_TEST_LOCK_DIR"], name), os.O_CREAT | os.O_RDWR)
+        fcntl.flock(fd, how)
+        return fd
+
+    def take_shared(self) -> None:
+        gate = self._lock("gate", fcntl.LOCK_SH)  # waits while an alone() is queued or running
+        self.shared = self._lock("cores", fcntl.LOCK_SH)
+        os.close(gate)
+
+    def release_shared(self) -> None:
+        if self.shared is not None:
+            os.close(self.shared)  # closing the descriptor drops its lock
+            self.shared = None
+
+    @contextmanager
+    def alone(self):
+        held = self.shared is not None
+        self.release_shared()
+        gate = self._lock("gate", fcntl.LOCK_EX)
+        cores = self._lock("cores", fcntl.LOCK_EX)  # once the other worker's test has ended
+        try:
+            yield
+        finally:
+            os.close(cores)
+            os.close(gate)
+            if held:
+                self.take_shared()
+
+
+CORES = Cores()
 
 
 def cli_env(**extra) -> dict:

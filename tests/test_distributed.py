@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import records
-from procs import devices_env
+from procs import CORES, devices_env
 
 ROOT = Path(__file__).resolve().parents[1]
 GENS = 4
@@ -116,18 +116,19 @@ def _run_two(tmp: Path, name: str, *extra: str) -> Path:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [subprocess.Popen([sys.executable, str(_driver(tmp)), str(out), "evolve", *TINY,
-                               "--out", str(out), *extra, "--distributed",
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                               "--process-id", str(i)],
-                              cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    with CORES.alone():  # gloo's collectives give up when one process lags 30 s
+        procs = [subprocess.Popen([sys.executable, str(_driver(tmp)), str(out), "evolve", *TINY,
+                                   "--out", str(out), *extra, "--distributed",
+                                   "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                                   "--process-id", str(i)],
+                                  cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for i in range(2)]
+        try:
+            logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log[-4000:]
     return out
@@ -201,7 +202,6 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_generation(tmp_p
     port, out, total = _free_port(), tmp_path / "run", 2000
     args = ["evolve", *TINY, "--out", out, "--generations", total, "--distributed",
             "--coordinator", f"127.0.0.1:{port}", "--num-processes", 2]
-    procs = [Proc(tmp_path, f"p{i}", [*args, "--process-id", i], _env(2)) for i in range(2)]
     signalled: list[int] = []
 
     def sigterm_process_1_once_running():
@@ -209,12 +209,14 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_generation(tmp_p
             signalled.append(generations(out)[-1])
             procs[1].p.send_signal(signal.SIGTERM)
 
-    try:
-        drive(procs, hooks=[sigterm_process_1_once_running], timeout=TIMEOUT_S)
-    finally:
-        for p in procs:
-            if p.rc is None:
-                p.p.kill()
+    with CORES.alone():  # gloo's collectives give up when one process lags 30 s
+        procs = [Proc(tmp_path, f"p{i}", [*args, "--process-id", i], _env(2)) for i in range(2)]
+        try:
+            drive(procs, hooks=[sigterm_process_1_once_running], timeout=TIMEOUT_S)
+        finally:
+            for p in procs:
+                if p.rc is None:
+                    p.p.kill()
     assert signalled, procs[0].describe()
     for p in procs:
         assert p.rc == 0, p.describe()
