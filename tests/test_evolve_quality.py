@@ -20,7 +20,8 @@ def _module():
 
 def _run(method, seed, budget, curve, final):
     return {"method": method, "seed": seed, "budget": budget, "time_s": budget + 1.0,
-            "steps": 100, "curve": [{"time_s": t, "fd_classifier": v} for t, v in curve],
+            "steps": 100, "curve": [{"generation": 10 * t, "time_s": t, "fd_classifier": v}
+                                    for t, v in curve],
             "final": {"fd_classifier": final}, "fd_metrics": ["fd_classifier"]}
 
 
@@ -46,3 +47,12 @@ def test_curve_reading_before_between_and_after_the_budget():
     assert eq.reading(run, "fd_classifier", 60) == 300
     assert eq.reading(run, "fd_classifier", 200) == 150  # past the run's clock: its final state
     assert eq.parse_budgets("adam=300, evolve=3600") == {"adam": 300.0, "evolve": 3600.0}
+
+
+def test_each_run_is_judged_against_its_own_generation_0():
+    eq = _module()
+    runs = [_run("evolve", 0, 1800, [(0, 1000), (900, 400)], 499),
+            _run("evolve", 1, 1800, [(0, 1000), (900, 400)], 500)]
+    lines = eq.against_start({"runs": runs}, "fd_classifier")
+    assert "49.9% of its start (below half)" in lines[0]
+    assert "50.0% of its start (not below half)" in lines[1]
