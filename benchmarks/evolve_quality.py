@@ -166,7 +166,7 @@ def verdict(report: dict, key: str) -> list[str]:
 
 def against_start(report: dict, key: str) -> list[str]:
     """Each run's final distance as a share of its own generation-0 value (the Anime Face bar:
-    below 50% at 30 minutes, without collapsing), with the last logged fake_score."""
+    below 50% at 30 minutes)."""
     lines = []
     for r in report["runs"]:
         start = next((p[key] for p in r["curve"] if p.get("generation") == 0 and key in p), None)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ga_gan.data import sample_batch
+from ga_gan.metrics.frechet import psd_sqrt, trace_sqrt_product
 
 NEIGHBOURS = 5  # the cell itself and its four von Neumann neighbours
 TOURNAMENT = 2
@@ -93,24 +94,18 @@ def _moments(x: jax.Array):
     return mu, d.T @ d / (x.shape[0] - 1)
 
 
-def _sqrt_psd(a: jax.Array) -> jax.Array:
-    ev, vec = jnp.linalg.eigh(a)
-    return (vec * jnp.sqrt(jnp.maximum(ev, 0.0))) @ vec.T
-
-
 def reference(x: jax.Array) -> dict:
     """The real side of the Fréchet distance, computed once per ES event: mean, trace and the
     square root of the covariance of (N, F) features."""
     mu, cov = _moments(x)
-    return {"mu": mu, "trace": jnp.trace(cov), "root": _sqrt_psd(cov)}
+    return {"mu": mu, "trace": jnp.trace(cov), "root": psd_sqrt(cov, jnp)}
 
 
 def frechet(ref: dict, x: jax.Array) -> jax.Array:
     """|mu_r - mu|^2 + Tr(C_r) + Tr(C) - 2 Tr sqrt(C_r^1/2 C C_r^1/2): the Fréchet distance of
     Gaussians fitted to the features, jit-friendly through one symmetric eigendecomposition."""
     mu, cov = _moments(x)
-    m = ref["root"] @ cov @ ref["root"]
-    cross = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh((m + m.T) / 2), 0.0)))
+    cross = trace_sqrt_product(cov, ref["root"], jnp)
     return jnp.sum((mu - ref["mu"]) ** 2) + ref["trace"] + jnp.trace(cov) - 2.0 * cross
 
 

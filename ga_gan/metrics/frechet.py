@@ -29,21 +29,19 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
-def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
-    """The symmetric square root of a covariance (round-off's negative eigenvalues read as 0)."""
-    sigma = np.asarray(sigma, dtype=np.float64)
-    if not np.isfinite(sigma).all():
-        raise ValueError("covariance is not finite")
-    w, v = np.linalg.eigh(sigma)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+def psd_sqrt(sigma, xp=np):
+    """The symmetric square root of a covariance (round-off's negative eigenvalues read as 0).
+    `xp` is the array module: NumPy here in float64, jax.numpy inside the jitted mixture ES
+    (methods/mixture.py), one formula for both."""
+    w, v = xp.linalg.eigh(sigma)
+    return (v * xp.sqrt(xp.maximum(w, 0.0))) @ v.T
 
 
-def trace_sqrt_product(sigma1: np.ndarray, root2: np.ndarray) -> float:
-    """Tr sqrt(sigma1 sigma2), given root2 = psd_sqrt(sigma2)."""
-    if not np.isfinite(sigma1).all():
-        raise ValueError("covariance is not finite")
-    w = np.linalg.eigvalsh(root2 @ sigma1 @ root2)
-    return float(np.sqrt(np.clip(w, 0.0, None)).sum())
+def trace_sqrt_product(sigma1, root2, xp=np):
+    """Tr sqrt(sigma1 sigma2), given root2 = psd_sqrt(sigma2) (symmetrised against round-off
+    before the eigenvalues)."""
+    m = root2 @ sigma1 @ root2
+    return xp.sum(xp.sqrt(xp.maximum(xp.linalg.eigvalsh((m + m.T) / 2), 0.0)))
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -64,8 +62,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         raise UserError(
             f"covariances must be ({f}, {f}) to match the means, got {sigma1.shape} and {sigma2.shape}"
         )
+    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise ValueError("covariance is not finite")
     root2 = psd_sqrt(sigma2) if root2 is None else root2
     diff = mu1 - mu2
     distance = (diff @ diff + np.trace(sigma1) + np.trace(sigma2)
-                - 2.0 * trace_sqrt_product(sigma1, root2))
+                - 2.0 * float(trace_sqrt_product(sigma1, root2)))
     return max(float(distance), 0.0)
