@@ -217,6 +217,21 @@ def test_egan_selection_keeps_the_fittest_children(digits, held_egan):
             assert np.max(np.abs(flat[j] - flat[order[0]])) > 1e-6
 
 
+def test_egan_gamma_0_selects_on_quality_alone(digits, held_egan):
+    """gamma = 0 skips the diversity term's D passes: the same children as with gamma > 0 (the
+    variation step does not read gamma), fitness = Fq exactly, and no egan_fd metric."""
+    c, state, _ = held_egan
+    method0 = build("evolve", c.gan, apply_overrides(c.cfg, {"evolve.hybrid.gamma": 0.0}))
+    o0 = jax.jit(method0.offspring)(state, digits)
+    o = jax.jit(c.method.offspring)(state, digits)
+    _assert_trees_equal(o0["children"], o["children"])
+    np.testing.assert_array_equal(np.asarray(o0["fitness"]), np.asarray(o0["fq"]))
+    np.testing.assert_array_equal(np.asarray(o0["fq"]), np.asarray(o["fq"]))
+    assert not np.array_equal(np.asarray(o["fitness"]), np.asarray(o["fq"]))
+    _, metrics = method0.survive(state, o0)
+    assert "egan_fd" not in metrics and "egan_fq" in metrics
+
+
 # --- adam-d ------------------------------------------------------------------------------------
 
 def _vs(gan, g, d, real, z):

@@ -130,6 +130,8 @@ class Egan:
         fake = jax.lax.stop_gradient(fake)
         fake_logits, _ = gan.discriminate(d_params, d_stats, fake)
         fq = F.fake_score(fake_logits)
+        if self.h.gamma == 0:  # no diversity term: skip its D passes on real and fake
+            return fq, jnp.zeros(()), fake_logits
 
         def d_loss(dp):
             r, s = gan.discriminate(dp, d_stats, real)
@@ -170,7 +172,8 @@ class Egan:
         real_logits, _ = gan.discriminate(d_params, d_stats, real)
         return {"key": key, "d_params": d_params, "d_stats": d_stats, "d_opt": d_opt,
                 "children": children, "loss_of": loss_of, "fq": fq, "fd": fd,
-                "fitness": fq + h.gamma * fd, "real_logits": real_logits,
+                "fitness": fq if h.gamma == 0 else fq + h.gamma * fd,
+                "real_logits": real_logits,
                 "fake_logits": fake_logits}
 
     def survive(self, state: EganState, o: dict) -> tuple[EganState, dict]:
@@ -185,10 +188,11 @@ class Egan:
             **{f"egan_wins_{name}": jnp.sum(won == i).astype(jnp.float32)
                for i, name in enumerate(self.losses)},
             "egan_fq": o["fq"][best],
-            "egan_fd": o["fd"][best],
             "egan_fitness": o["fitness"][best],
             "egan_fitness_mean": jnp.mean(o["fitness"]),
         }
+        if self.h.gamma != 0:  # Fd is not computed without its weight
+            metrics["egan_fd"] = o["fd"][best]
         c_params, c_stats, c_opt = take(o["children"], keep)
         new = EganState(generation=state.generation + 1, key=o["key"], g_params=c_params,
                         g_stats=c_stats, g_opt=c_opt, d_params=o["d_params"],
