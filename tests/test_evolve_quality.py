@@ -36,6 +36,8 @@ def test_bar_reads_adam_at_its_time_and_judges_each_seed():
     assert "at 300 s of training: 41" in lines[0]  # the median of 40, 41, 42 read at 300 s
     assert "seed 0" in lines[1] and "meets the bar" in lines[1]  # 39 <= 41
     assert "seed 1" in lines[2] and "misses the bar" in lines[2]  # 44 > 41
+    # and the method's median over its seeds (issue 15's bar): 41.5 > 41
+    assert "evolve, median of 2 seeds: 41.5" in lines[3] and "misses the bar" in lines[3]
     # without bar_at the bar is Adam's whole budget, i.e. its final values
     assert "at 600 s of training: 18" in eq.verdict({"runs": adam}, "fd_classifier")[0]
 
@@ -46,6 +48,7 @@ def test_curve_reading_before_between_and_after_the_budget():
     assert eq.value_at(run["curve"], "fd_classifier", 49.9) == 900
     assert eq.reading(run, "fd_classifier", 60) == 300
     assert eq.reading(run, "fd_classifier", 200) == 150  # past the run's clock: its final state
+    assert eq.reading(run, "fd_classifier", 100) == 150  # at its budget (time_s overshoots it)
     assert eq.parse_budgets("adam=300, evolve=3600") == {"adam": 300.0, "evolve": 3600.0}
 
 
