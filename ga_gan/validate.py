@@ -105,6 +105,23 @@ def writable_dir(path, flag: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder")
+    for attempt in range(5):
+        try:
+            _probe(path)
+            return path
+        except FileNotFoundError as e:
+            # the processes of a --distributed run probe the same new folder at once: one may
+            # remove the folder it made while another writes its probe there; probe again
+            if attempt == 4:
+                raise UserError(f"cannot write to {flag} {path}: {e.strerror or e}") from None
+        except OSError as e:
+            raise UserError(f"cannot write to {flag} {path}: {e.strerror or e}") from None
+    return path
+
+
+def _probe(path: Path) -> None:
+    """Make the missing folders of `path`, write and delete a file in it, and remove the
+    folders this call made (innermost first)."""
     created = []
     try:
         missing = path
@@ -119,15 +136,12 @@ def writable_dir(path, flag: str = "--out") -> Path:
         fd, probe = tempfile.mkstemp(dir=path, prefix=".ga-gan-probe")
         os.close(fd)
         os.unlink(probe)
-    except OSError as e:
-        raise UserError(f"cannot write to {flag} {path}: {e.strerror or e}") from None
     finally:
-        for p in created:  # innermost first
+        for p in created:
             try:
                 p.rmdir()
             except OSError:
                 pass
-    return path
 
 
 def writable_file(path, flag: str = "--out") -> Path:

@@ -132,6 +132,29 @@ def test_unwritable_out_is_refused_before_any_work(capsys, tmp_path, out):
     assert time.perf_counter() - t0 < 30
 
 
+def test_out_probe_survives_a_peer_removing_the_folder_it_made(tmp_path, monkeypatch):
+    """The two processes of a --distributed run probe the same new --out at once; one may
+    rmdir the folder it made while the other writes its probe there (seen in CI as "cannot
+    write to --out ...: No such file or directory"). The probe tries again, and still leaves
+    nothing behind."""
+    import tempfile
+
+    from ga_gan import validate
+
+    out, real, calls = tmp_path / "a" / "run", tempfile.mkstemp, []
+
+    def peer_cleans_up_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the peer's cleanup lands between our mkdir and our probe
+            out.rmdir()
+            out.parent.rmdir()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(validate.tempfile, "mkstemp", peer_cleans_up_first)
+    assert validate.writable_dir(out) == out
+    assert len(calls) == 2 and not (tmp_path / "a").exists()
+
+
 # --- sample and invert ---------------------------------------------------------------------------
 
 def test_sample_and_invert_check_seed_and_out_first(capsys, tmp_path, done_run, target_png):
