@@ -120,8 +120,8 @@ def method_rows(report: dict, key: str, score: str) -> list[list[str]]:
         runs.sort(key=lambda r: r["seed"])
         for t in report["at"]:
             vals = [reading(r, key, t) for r in runs if t <= r["budget"]]
-            scs = [value_at(r["curve"], score, t) if t < min(r["time_s"], r["budget"]) else
-                   _final(r, score) for r in runs if t <= r["budget"]]
+            scs = [_final(r, score) if _ended(r, t) else value_at(r["curve"], score, t)
+                   for r in runs if t <= r["budget"]]
             if not vals:
                 continue
             rows.append([name, f"{t:g}", _med(vals), " / ".join(fmt(v) for v in vals),
@@ -140,10 +140,15 @@ def _med(vals: list) -> str:
     return fmt(statistics.median(vals)) if vals else "—"
 
 
+def _ended(run: dict, t: float) -> bool:
+    """Training second t is at or past the run's end (its budget: time_s overshoots it by up
+    to a step)."""
+    return t >= min(run["time_s"], run["budget"])
+
+
 def reading(run: dict, key: str, t: float):
     """A run's value at training second t: its final state from its budget on."""
-    end = min(run["time_s"], run.get("budget", run["time_s"]))  # time_s overshoots by a step
-    return run["final"].get(key) if t >= end else value_at(run["curve"], key, t)
+    return run["final"].get(key) if _ended(run, t) else value_at(run["curve"], key, t)
 
 
 def verdict(report: dict, key: str) -> list[str]:

@@ -109,14 +109,12 @@ def writable_dir(path, flag: str = "--out") -> Path:
         try:
             _probe(path)
             return path
-        except FileNotFoundError as e:
+        except OSError as e:
             # the processes of a --distributed run probe the same new folder at once: one may
             # remove the folder it made while another writes its probe there; probe again
-            if attempt == 4:
-                raise UserError(f"cannot write to {flag} {path}: {e.strerror or e}") from None
-        except OSError as e:
+            if isinstance(e, FileNotFoundError) and attempt < 4:
+                continue
             raise UserError(f"cannot write to {flag} {path}: {e.strerror or e}") from None
-    return path
 
 
 def _probe(path: Path) -> None:

@@ -130,7 +130,7 @@ class Egan:
         fake = jax.lax.stop_gradient(fake)
         fake_logits, _ = gan.discriminate(d_params, d_stats, fake)
         fq = F.fake_score(fake_logits)
-        if self.h.gamma == 0:  # no diversity term: skip its D passes on real and fake
+        if self.h.gamma == 0:  # no diversity term: skip its D passes (Fd = 0, F = Fq)
             return fq, jnp.zeros(()), fake_logits
 
         def d_loss(dp):
@@ -172,8 +172,7 @@ class Egan:
         real_logits, _ = gan.discriminate(d_params, d_stats, real)
         return {"key": key, "d_params": d_params, "d_stats": d_stats, "d_opt": d_opt,
                 "children": children, "loss_of": loss_of, "fq": fq, "fd": fd,
-                "fitness": fq if h.gamma == 0 else fq + h.gamma * fd,
-                "real_logits": real_logits,
+                "fitness": fq + h.gamma * fd, "real_logits": real_logits,
                 "fake_logits": fake_logits}
 
     def survive(self, state: EganState, o: dict) -> tuple[EganState, dict]:
