@@ -36,6 +36,8 @@ LEVERS: dict[str, tuple[str, dict]] = {
     "hof": ("G plays the D mean + a hall of fame of 5 past D means (every 50 gens)",
             {"evolve.hall_of_fame": 5, "evolve.hall_every": 50}),
     "d2": ("D evolves every 2nd generation", {"evolve.d_every": 2}),
+    "dacc": ("D evolves only while its last accuracy is <= 0.8 (adaptive handicap)",
+             {"evolve.d_max_accuracy": 0.8}),
     "dlr": ("D lr 0.001 (3x slower D)", {"evolve.d.lr": 0.001}),
     "glr": ("G lr 0.03 (3x)", {"evolve.g.lr": 0.03}),
     "batch64": ("64 images per generation (4x)", {"evolve.batch": 64}),

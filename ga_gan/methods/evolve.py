@@ -9,7 +9,10 @@ One generation, a pure function of (state, data):
 Members always run in train mode, so each uses its own batch statistics.
 
 Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generation, a handicap
-for a D that wins), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
+for a D that wins), `d_max_accuracy` (D evolves only while the D mean's accuracy on the last
+generation's batch is at most this: an adaptive handicap that rests D exactly when it is winning,
+as Wu et al. 2016 update D only at <= 80% accuracy; a fixed handicap holds the game for a while and
+then D wins anyway), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
 `g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images).
 """
 
@@ -41,6 +44,7 @@ class EvolveState:
     g_stats: Any  # running BatchNorm statistics of the generator mean
     d_stats: Any
     hall: HallOfFame | None = None  # past D means (evolve.hall_of_fame > 0)
+    d_accuracy: jax.Array | None = None  # the D mean's accuracy last generation (d_max_accuracy < 1)
 
 
 class Evolve:
@@ -61,6 +65,10 @@ class Evolve:
             raise UserError(f"evolve.d_every and evolve.hall_every must be >= 1 and "
                             f"evolve.hall_of_fame >= 0, got {cfg.d_every}, {cfg.hall_every}, "
                             f"{cfg.hall_of_fame}")
+        if not 0.5 <= cfg.d_max_accuracy <= 1.0:
+            raise UserError(f"evolve.d_max_accuracy must be in [0.5, 1] (0.5 is chance: below it "
+                            f"D would never evolve), got {cfg.d_max_accuracy}")
+        self.gated = cfg.d_max_accuracy < 1.0
 
     def init(self, key: jax.Array) -> EvolveState:
         k_net, k_g, k_d, k_run = jax.random.split(key, 4)
@@ -71,7 +79,8 @@ class Evolve:
         return EvolveState(generation=jnp.zeros((), jnp.int32), key=k_run,
                            g=self.sg.init(k_g, g0), d=self.sd.init(k_d, d0),
                            g_stats=g_vars["batch_stats"], d_stats=d_vars["batch_stats"],
-                           hall=hall)
+                           hall=hall,
+                           d_accuracy=jnp.zeros((), jnp.float32) if self.gated else None)
 
     # --- what the rest of ga-gan needs to know about a state -------------------------------
     def generator(self, state: EvolveState):
@@ -85,7 +94,7 @@ class Evolve:
     # --- one generation ---------------------------------------------------------------------
     def _d_generation(self, state: EvolveState, real, fake, k_ask, k_tell):
         """The D population's generation against `fake` (images of the G mean); on generations
-        where D rests (`d_every`) the D state is kept and its fitness reads 0."""
+        where D rests (`d_every`, `d_max_accuracy`) the D state is kept and its fitness reads 0."""
         d_member = task.d_member(self.gan, self.d_objective, self.d_higher, state.d_stats,
                                  real, fake)
 
@@ -95,10 +104,17 @@ class Evolve:
                                                  self.cfg.d.elite)
             return strong_types((fit, d_state))
 
-        if self.cfg.d_every == 1:
+        if self.cfg.d_every == 1 and not self.gated:
             return evolve_d(None)
         rest = lambda _: strong_types((jnp.zeros(self.sd.population_size), state.d))
-        return jax.lax.cond(state.generation % self.cfg.d_every == 0, evolve_d, rest, None)
+        return jax.lax.cond(self.d_evolves(state), evolve_d, rest, None)
+
+    def d_evolves(self, state: EvolveState) -> jax.Array:
+        """Whether the D population evolves this generation (both handicaps)."""
+        on = state.generation % self.cfg.d_every == 0
+        if self.gated:
+            on = on & (state.d_accuracy <= self.cfg.d_max_accuracy)
+        return on
 
     def _g_member_fitness(self, state: EvolveState, d_flat, real, z):
         """member_fitness(G params) against the D mean (and the hall of fame, if any)."""
@@ -134,9 +150,14 @@ class Evolve:
         fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake)
         metrics = {**F.scores(real_logits, fake_logits), **F.summary("fitness_d", d_fit),
                    **F.summary("fitness_g", g_fit)}
+        d_accuracy = None
+        if self.gated:  # the gate's input next generation, and whether D evolved this one
+            d_accuracy = F.accuracy_d(real_logits, fake_logits).astype(jnp.float32)
+            metrics["d_accuracy"] = d_accuracy
+            metrics["d_evolved"] = self.d_evolves(state).astype(jnp.float32)
         generation = state.generation + 1
         hall = (None if state.hall is None else
                 update_hall(state.hall, d_flat, generation, self.cfg.hall_every))
         new = EvolveState(generation=generation, key=key, g=g_state, d=d_state,
-                          g_stats=g_stats, d_stats=d_stats, hall=hall)
+                          g_stats=g_stats, d_stats=d_stats, hall=hall, d_accuracy=d_accuracy)
         return new, metrics
