@@ -112,7 +112,7 @@ class EvolveConfig:
     batch: int = 128  # real images and latents per generation (shared by every member)
     generations: int = 3000
     d_every: int = 1  # the D population evolves every k-th generation (k > 1: a D handicap)
-    # ... and only while the D mean's accuracy on the last generation's batch is at most this
+    # ... and only while the D mean's accuracy on this generation's batch is at most this
     # (Wu et al. 2016 train D only at <= 0.8): an adaptive handicap; 1.0 = always
     d_max_accuracy: float = 1.0
     hall_of_fame: int = 0  # G also plays this many past D means (0: the current D mean only)

@@ -9,8 +9,8 @@ One generation, a pure function of (state, data):
 Members always run in train mode, so each uses its own batch statistics.
 
 Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generation, a handicap
-for a D that wins), `d_max_accuracy` (D evolves only while the D mean's accuracy on the last
-generation's batch is at most this: an adaptive handicap that rests D exactly when it is winning,
+for a D that wins), `d_max_accuracy` (D evolves only while the D mean's accuracy on this
+generation's batch, before its update, is at most this: an adaptive handicap that rests D exactly when it is winning,
 as Wu et al. 2016 update D only at <= 80% accuracy; a fixed handicap holds the game for a while and
 then D wins anyway), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
 `g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images).
@@ -44,7 +44,6 @@ class EvolveState:
     g_stats: Any  # running BatchNorm statistics of the generator mean
     d_stats: Any
     hall: HallOfFame | None = None  # past D means (evolve.hall_of_fame > 0)
-    d_accuracy: jax.Array | None = None  # the D mean's accuracy last generation (d_max_accuracy < 1)
 
 
 class Evolve:
@@ -79,8 +78,7 @@ class Evolve:
         return EvolveState(generation=jnp.zeros((), jnp.int32), key=k_run,
                            g=self.sg.init(k_g, g0), d=self.sd.init(k_d, d0),
                            g_stats=g_vars["batch_stats"], d_stats=d_vars["batch_stats"],
-                           hall=hall,
-                           d_accuracy=jnp.zeros((), jnp.float32) if self.gated else None)
+                           hall=hall)
 
     # --- what the rest of ga-gan needs to know about a state -------------------------------
     def generator(self, state: EvolveState):
@@ -92,7 +90,7 @@ class Evolve:
         return self.gan.unravel_d(self.sd.center(state.d)), state.d_stats
 
     # --- one generation ---------------------------------------------------------------------
-    def _d_generation(self, state: EvolveState, real, fake, k_ask, k_tell):
+    def _d_generation(self, state: EvolveState, real, fake, k_ask, k_tell, evolves):
         """The D population's generation against `fake` (images of the G mean); on generations
         where D rests (`d_every`, `d_max_accuracy`) the D state is kept and its fitness reads 0."""
         d_member = task.d_member(self.gan, self.d_objective, self.d_higher, state.d_stats,
@@ -107,13 +105,21 @@ class Evolve:
         if self.cfg.d_every == 1 and not self.gated:
             return evolve_d(None)
         rest = lambda _: strong_types((jnp.zeros(self.sd.population_size), state.d))
-        return jax.lax.cond(self.d_evolves(state), evolve_d, rest, None)
+        return jax.lax.cond(evolves, evolve_d, rest, None)
 
-    def d_evolves(self, state: EvolveState) -> jax.Array:
+    def d_accuracy(self, state: EvolveState, real, fake) -> jax.Array:
+        """The D mean's accuracy on this generation's real batch and G-mean images, before D
+        evolves (no state: the gate needs nothing a checkpoint would have to carry)."""
+        d_params = self.gan.unravel_d(self.sd.center(state.d))
+        real_logits, _ = self.gan.discriminate(d_params, state.d_stats, real)
+        fake_logits, _ = self.gan.discriminate(d_params, state.d_stats, fake)
+        return F.accuracy_d(real_logits, fake_logits).astype(jnp.float32)
+
+    def d_evolves(self, state: EvolveState, accuracy) -> jax.Array:
         """Whether the D population evolves this generation (both handicaps)."""
         on = state.generation % self.cfg.d_every == 0
         if self.gated:
-            on = on & (state.d_accuracy <= self.cfg.d_max_accuracy)
+            on = on & (accuracy <= self.cfg.d_max_accuracy)
         return on
 
     def _g_member_fitness(self, state: EvolveState, d_flat, real, z):
@@ -133,7 +139,9 @@ class Evolve:
         fake, _ = gan.generate(g_params, g_stats, z, train=True)
 
         # Discriminator generation against the current generator mean.
-        d_fit, d_state = self._d_generation(state, real, fake, k_ask_d, k_tell_d)
+        accuracy = self.d_accuracy(state, real, fake) if self.gated else None
+        evolves = self.d_evolves(state, accuracy)
+        d_fit, d_state = self._d_generation(state, real, fake, k_ask_d, k_tell_d, evolves)
         d_flat = self.sd.center(d_state)
         d_params = gan.unravel_d(d_flat)
 
@@ -150,14 +158,12 @@ class Evolve:
         fake_logits, d_stats = gan.discriminate(d_params, d_stats, fake)
         metrics = {**F.scores(real_logits, fake_logits), **F.summary("fitness_d", d_fit),
                    **F.summary("fitness_g", g_fit)}
-        d_accuracy = None
-        if self.gated:  # the gate's input next generation, and whether D evolved this one
-            d_accuracy = F.accuracy_d(real_logits, fake_logits).astype(jnp.float32)
-            metrics["d_accuracy"] = d_accuracy
-            metrics["d_evolved"] = self.d_evolves(state).astype(jnp.float32)
+        if self.gated:  # the gate's reading and whether D evolved this generation
+            metrics["d_accuracy"] = accuracy
+            metrics["d_evolved"] = evolves.astype(jnp.float32)
         generation = state.generation + 1
         hall = (None if state.hall is None else
                 update_hall(state.hall, d_flat, generation, self.cfg.hall_every))
         new = EvolveState(generation=generation, key=key, g=g_state, d=d_state,
-                          g_stats=g_stats, d_stats=d_stats, hall=hall, d_accuracy=d_accuracy)
+                          g_stats=g_stats, d_stats=d_stats, hall=hall)
         return new, metrics
