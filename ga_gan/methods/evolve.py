@@ -10,9 +10,8 @@ Members always run in train mode, so each uses its own batch statistics.
 
 Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generation, a handicap
 for a D that wins), `d_max_accuracy` (D evolves only while the D mean's accuracy on this
-generation's batch, before its update, is at most this: an adaptive handicap that rests D exactly when it is winning,
-as Wu et al. 2016 update D only at <= 80% accuracy; a fixed handicap holds the game for a while and
-then D wins anyway), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
+generation's batch, before its update, is at most this: an adaptive handicap that rests D exactly
+when it is winning, as Wu et al. 2016 update D only at <= 80% accuracy), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
 `g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images).
 """
 
@@ -102,7 +101,7 @@ class Evolve:
                                                  self.cfg.d.elite)
             return strong_types((fit, d_state))
 
-        if self.cfg.d_every == 1 and not self.gated:
+        if evolves is None:
             return evolve_d(None)
         rest = lambda _: strong_types((jnp.zeros(self.sd.population_size), state.d))
         return jax.lax.cond(evolves, evolve_d, rest, None)
@@ -115,8 +114,11 @@ class Evolve:
         fake_logits, _ = self.gan.discriminate(d_params, state.d_stats, fake)
         return F.accuracy_d(real_logits, fake_logits).astype(jnp.float32)
 
-    def d_evolves(self, state: EvolveState, accuracy) -> jax.Array:
-        """Whether the D population evolves this generation (both handicaps)."""
+    def d_evolves(self, state: EvolveState, accuracy) -> jax.Array | None:
+        """Whether the D population evolves this generation (both handicaps); None when it
+        evolves every generation (no branch to trace)."""
+        if self.cfg.d_every == 1 and not self.gated:
+            return None
         on = state.generation % self.cfg.d_every == 0
         if self.gated:
             on = on & (accuracy <= self.cfg.d_max_accuracy)
