@@ -33,6 +33,12 @@ def both(key: str, value) -> dict:
 LEVERS: dict[str, tuple[str, dict]] = {
     "base": ("the config as it is", {}),
     "fm": ("G fitness: feature matching on D's features", {"evolve.g.fitness": "feature_matching"}),
+    "fmbce": ("G fitness: log(feature matching) + log(-log D(G(z)))",
+              {"evolve.g.fitness": "feature_matching_bce"}),
+    "gwd": ("G mean weight decay 0.1 (adamw)",
+            {"evolve.g.optimizer": "adamw", "evolve.g.weight_decay": 0.1}),
+    "dwd": ("D mean weight decay 1.0 (adamw)",
+            {"evolve.d.optimizer": "adamw", "evolve.d.weight_decay": 1.0}),
     "hof": ("G plays the D mean + a hall of fame of 5 past D means (every 50 gens)",
             {"evolve.hall_of_fame": 5, "evolve.hall_every": 50}),
     "d2": ("D evolves every 2nd generation", {"evolve.d_every": 2}),

@@ -61,7 +61,7 @@ class StrategyConfig:
     lr: float = 0.01  # mean optimiser learning rate, for strategies that take one
     optimizer: str = "adam"  # adam | adamw | sgd
     weight_decay: float = 0.0  # decoupled decay on the mean (adamw): keeps weights from drifting
-    fitness: str = "bce"  # D: bce | accuracy; G: bce | fooling | feature_matching
+    fitness: str = "bce"  # D: bce | accuracy; G: bce | fooling | feature_matching[_bce]
     layout: str = "auto"  # how members are evaluated: vmap | map | auto (vmap on MLPs, map on convs)
     chunk: int = 0  # with layout=map: members per vectorised chunk (0 = one at a time)
     rank: int = 4  # lowrank_es: rank r of each kernel's perturbation A B^T

@@ -76,6 +76,33 @@ def test_feature_matching_falls_as_fakes_approach_real(digits):
     assert F.g_objective("feature_matching")[1:] == (False, True)
 
 
+def test_feature_matching_bce_ranks_by_both_terms_whatever_their_scale(digits):
+    fn, higher, needs_features = F.g_objective("feature_matching_bce")
+    assert (higher, needs_features) == (False, True)
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    real_f = jax.random.normal(k1, (16, 8))
+    near, far = real_f + 0.1, real_f + 1.0  # fm 0.08 and 8
+    fooled, caught = jnp.full(16, 2.0), jnp.full(16, -6.0)  # D's logits on the fakes
+    # equal features: the image D takes for real wins; equal verdicts: the closer features win
+    assert float(fn(fooled, near, real_f)) < float(fn(caught, near, real_f))
+    assert float(fn(caught, near, real_f)) < float(fn(caught, far, real_f))
+    np.testing.assert_allclose(fn(caught, far, real_f), jnp.log(F.feature_matching(far, real_f))
+                               + jnp.log(F.loss_g(caught)), rtol=1e-6)
+    # scale-free: D's features x 10 (a D whose weights grew) shift every member by the same
+    # log(100), so the ranking of members is unchanged; the plain sum's would flip
+    members = [(fooled, far), (caught, near)]
+    ranks = lambda c: np.argsort([float(fn(l, c * f, c * real_f)) for l, f in members])
+    np.testing.assert_array_equal(ranks(1.0), ranks(10.0))
+    plain = lambda c: np.argsort([float(F.feature_matching(c * f, c * real_f) + F.loss_g(l))
+                                  for l, f in members])
+    assert not np.array_equal(plain(0.1), plain(10.0))
+    # and the G population evolves on it
+    m = method(**{"evolve.g.fitness": "feature_matching_bce"})
+    _, history = run_generations(m, digits, 2)
+    assert np.isfinite(float(history[-1]["fitness_g_mean"]))
+    assert float(history[-1]["fitness_g_std"]) > 0.0
+
+
 def test_d_every_rests_the_discriminator(digits):
     m = method(**{"evolve.d_every": 3})
     s0 = strong_types(m.init(jax.random.key(0)))

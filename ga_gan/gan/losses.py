@@ -106,9 +106,20 @@ def feature_matching(fake_features, real_features):
     return jnp.sum((jnp.mean(fake_features, 0) - jnp.mean(real_features, 0)) ** 2)
 
 
-# G objectives on D's features: name -> (objective(fake_features, real_features), higher)
+def feature_matching_bce(fake_logits, fake_features, real_features):
+    """log(feature matching) + log(non-saturating loss): the batch statistic that keeps G
+    moving while D separates, plus D's verdict on each image (what Adam's G descends). The
+    logs make the sum scale-free: a member is ranked by the relative change of each term, so
+    neither drowns the other as D's features and logits grow over a run."""
+    fm = feature_matching(fake_features, real_features)
+    return jnp.log(fm + 1e-12) + jnp.log(loss_g(fake_logits) + 1e-12)
+
+
+# G objectives on D's features: name -> (objective(fake_logits, fake_features, real_features),
+# higher_is_better)
 G_FEATURE_OBJECTIVES: dict[str, tuple[Callable, bool]] = {
-    "feature_matching": (feature_matching, False),
+    "feature_matching": (lambda logits, fake_f, real_f: feature_matching(fake_f, real_f), False),
+    "feature_matching_bce": (feature_matching_bce, False),
 }
 
 
@@ -117,7 +128,7 @@ def g_objective(name: str) -> tuple[Callable, bool, bool]:
     for every G fitness, logit-based (`G_OBJECTIVES`) or feature-based."""
     if name in G_FEATURE_OBJECTIVES:
         fn, higher = G_FEATURE_OBJECTIVES[name]
-        return (lambda logits, fake_f, real_f: fn(fake_f, real_f)), higher, True
+        return fn, higher, True
     fn, higher = objective("g", name, features=True)
     return (lambda logits, fake_f, real_f: fn(logits)), higher, False
 
