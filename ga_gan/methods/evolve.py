@@ -11,8 +11,10 @@ Members always run in train mode, so each uses its own batch statistics.
 Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generation, a handicap
 for a D that wins), `d_max_accuracy` (D evolves only while the D mean's accuracy on this
 generation's batch, before its update, is at most this: an adaptive handicap that rests D exactly
-when it is winning, as Wu et al. 2016 update D only at <= 80% accuracy), `hall_of_fame` (G also plays past D means, `ga_gan.gan.opponents`),
-`g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images).
+when it is winning, as Wu et al. 2016 update D only at <= 80% accuracy), `hall_of_fame` (G also
+plays past D means, `ga_gan.gan.opponents`), `g.fitness = "feature_matching"` (G matches D's mean
+penultimate features of real images) or `"feature_matching_bce"` (that, plus D's verdict on each
+image, in logs: `ga_gan.gan.losses`).
 """
 
 from __future__ import annotations
