@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except sbs.Interrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
     times = ([float(t) for t in args.times.split(",")] if args.times else
              [round(args.budget * f) for f in (1 / 3, 2 / 3, 1)])
     report = {"dataset": args.dataset, "budget": args.budget, "seed": args.seed, "times": times,

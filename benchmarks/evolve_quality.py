@@ -221,10 +221,12 @@ def write_markdown(path: Path, report: dict) -> None:
     lines += ["", f"Against each run's own start ({key}):", ""] + against_start(report, key)
     # the runs may come from several invocations (a rerun skips the runs already done)
     commands = list(dict.fromkeys(r.get("command", report["command"]) for r in report["runs"]))
-    lines += ["", "## Reproduce", "", "```", *commands, "```", "",
-              f"Machine: {report['machine']['cores']} cores ({report['machine']['cpu']}), load "
-              f"at the end {report['machine']['loadavg_at_end']}; {report['date']}; "
-              f"{report['script_wall_s']:.0f} s of wall time in this invocation."]
+    lines += ["", "## Reproduce", "", "```", *commands, "```", ""]
+    m = report.get("machine")
+    lines += [f"Machine: {m['cores']} cores ({m['cpu']}), load at the end "
+              f"{m['loadavg_at_end']}; {report['date']}; {report['script_wall_s']:.0f} s of wall "
+              f"time in this invocation." if m else
+              "Machine: not recorded (the last invocation was stopped before its end)."]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -323,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return e.exit_code
+        except sbs.Interrupted as e:
+            report.update(machine=sbs.machine_info(), script_wall_s=time.perf_counter() - t0,
+                          date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            print(f"interrupted: {e}; the runs before it are in {path}, and the same command "
+                  f"goes on from there", file=sys.stderr)
+            return 130
         report.update(machine=sbs.machine_info(), script_wall_s=time.perf_counter() - t0,
                       date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     keys = [k for r in report["runs"] for k in r["fd_metrics"]]

@@ -193,6 +193,12 @@ def build_config(args, name: str, method: Method, spec: DatasetSpec):
     return apply_overrides(cfg, {"log.eval_every": every})
 
 
+class Interrupted(Exception):
+    """A signal (Ctrl-C, a preemption's SIGTERM) stopped a run before its budget. The Runner saves
+    and returns as usual; a benchmark must not read that truncated run as a result, nor go on to
+    the next one, so it stops here and says so."""
+
+
 def run_method(name: str, method: Method, cfg, dataset, log) -> dict:
     from ga_gan.run import Runner
     from ga_gan.runlog import read_metrics
@@ -202,6 +208,10 @@ def run_method(name: str, method: Method, cfg, dataset, log) -> dict:
     runner = Runner(cfg, method.runner, restart=True, log=log, dataset=dataset)
     result = runner.run()
     wall = time.perf_counter() - t0
+    if result.stopped_by == "signal":
+        raise Interrupted(f"{name} stopped by a signal at generation {result.generation} "
+                          f"({result.time_s:.0f} s of training), not recorded; its run "
+                          f"directory {result.out} is kept")
     records = read_metrics(runner.out / "metrics.jsonl")
     fd_keys = _fd_keys(records) or [ev.metric_name for ev in runner.evaluators()]
     last_fd = next((r for r in reversed(records) if any(k in r for k in fd_keys)), None)
@@ -567,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except Interrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
 
     fd_metrics = []
     for s in summaries:

@@ -59,3 +59,39 @@ def test_each_run_is_judged_against_its_own_generation_0():
     lines = eq.against_start({"runs": runs}, "fd_classifier")
     assert "49.9% of its start (below half)" in lines[0]
     assert "50.0% of its start (not below half)" in lines[1]
+
+
+def test_a_signal_stops_the_benchmark_and_its_truncated_run_is_not_recorded(
+        tmp_path, monkeypatch, capsys):
+    """A SIGTERM makes the Runner save and return early; the benchmark used to record that run
+    (10 generations read as a 300 s result) and start the next one."""
+    import json
+    import signal
+
+    import ga_gan.run
+    from ga_gan.interrupt import StopOnSignal
+
+    runs = []
+
+    class SignalInSecondRun(StopOnSignal):
+        def __enter__(self):
+            super().__enter__()
+            runs.append(self)
+            if len(runs) == 2:
+                self.signal = signal.SIGTERM  # as if it arrived at the first generation
+            return self
+
+    monkeypatch.setattr(ga_gan.run, "StopOnSignal", SignalInSecondRun)
+    eq = _module()
+    out = tmp_path / "out"
+    rc = eq.main(["--dataset", "digits", "--budgets", "adam=2,evolve=2", "--seeds", "0,1",
+                  "--fd-samples", "256", "--set", "evolve.g.pop=8", "--set", "evolve.d.pop=8",
+                  "--out", str(out), "--runs-dir", str(tmp_path / "runs"), "--name", "q"])
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert "interrupted: evolve stopped by a signal" in err and "Traceback" not in err
+    assert len(runs) == 2  # seed 1 never started
+    report = json.loads((out / "q.json").read_text())
+    assert [(r["method"], r["seed"]) for r in report["runs"]] == [("adam", 0)]
+    assert report["runs"][0]["stopped_by"] == "time_budget"
+    assert report["machine"]["cores"] >= 1  # recorded, so --report-only can write the table
