@@ -320,20 +320,21 @@ def main(argv: list[str] | None = None) -> int:
         report.update(name=name, dataset=args.dataset, seeds=args.seeds, at=args.at,
                       bar_at=args.bar_at,
                       command="python benchmarks/evolve_quality.py " + shlex.join(argv))
+        interrupted = None
         try:
             run_all(args, report, path, log)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return e.exit_code
         except sbs.Interrupted as e:
-            report.update(machine=sbs.machine_info(), script_wall_s=time.perf_counter() - t0,
-                          date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            path.write_text(json.dumps(report, indent=1, default=str) + "\n")
-            print(f"interrupted: {e}; the runs before it are in {path}, and the same command "
-                  f"goes on from there", file=sys.stderr)
-            return 130
+            interrupted = e
         report.update(machine=sbs.machine_info(), script_wall_s=time.perf_counter() - t0,
                       date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        if interrupted is not None:  # keep the machine with the runs done, for --report-only
+            path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            print(f"interrupted: {interrupted}; the runs before it are in {path}, and the same "
+                  f"command goes on from there", file=sys.stderr)
+            return 130
     keys = [k for r in report["runs"] for k in r["fd_metrics"]]
     report["primary"] = "fd_classifier" if "fd_classifier" in keys else (keys or ["fd_pixels"])[0]
     finish(report, out)
