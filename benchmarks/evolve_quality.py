@@ -152,8 +152,9 @@ def reading(run: dict, key: str, t: float):
 
 
 def verdict(report: dict, key: str) -> list[str]:
-    """Each evolutionary seed's final distance against Adam's median at `bar_at` seconds (its
-    whole budget by default): the issue's bar is evolution at 60 minutes against Adam at 5."""
+    """Each evolutionary seed's final distance against Adam's median (and its own seed's Adam) at
+    `bar_at` seconds (its whole budget by default): the issue's bar is evolution at 60 minutes
+    against Adam at 5."""
     ref = [r for r in report["runs"] if r["method"] == REFERENCE and key in r["final"]]
     if not ref:
         return []
@@ -164,15 +165,20 @@ def verdict(report: dict, key: str) -> list[str]:
     if not vals:
         return [f"Adam logged no {key} by {at:g} s."]
     ref_val = statistics.median(vals)
+    # the same seed's Adam run too: "same nets for both" read per seed
+    own = {r["seed"]: reading(r, key, at) for r in ref}
     lines = [f"Adam's median {key} at {at:g} s of training: {fmt(ref_val)}."]
     finals: dict[str, list] = {}
     for r in report["runs"]:
         if r["method"] != REFERENCE and key in r["final"]:
             v = r["final"][key]
             finals.setdefault(r["method"], []).append(v)
+            mine = own.get(r["seed"])
+            same_seed = (f"; {v / mine:.2f}x its own seed's Adam, {fmt(mine)}"
+                         if finite(mine) else "")
             lines.append(f"- {r['method']} seed {r['seed']} after {r['time_s']:.0f} s: {fmt(v)} "
-                         f"= {v / ref_val:.2f}x Adam's ({'meets' if v <= ref_val else 'misses'} "
-                         "the bar)")
+                         f"= {v / ref_val:.2f}x Adam's median{same_seed} "
+                         f"({'meets' if v <= ref_val else 'misses'} the bar)")
     # issue 15's bar is a median over seeds against Adam's median
     for method, vals in finals.items():
         vals = [v for v in vals if finite(v)]

@@ -36,6 +36,9 @@ def test_bar_reads_adam_at_its_time_and_judges_each_seed():
     assert "at 300 s of training: 41" in lines[0]  # the median of 40, 41, 42 read at 300 s
     assert "seed 0" in lines[1] and "meets the bar" in lines[1]  # 39 <= 41
     assert "seed 1" in lines[2] and "misses the bar" in lines[2]  # 44 > 41
+    # each seed also against its own seed's Adam at 300 s: 39 / 40, 44 / 41
+    assert "0.97x its own seed's Adam, 40" in lines[1]
+    assert "1.07x its own seed's Adam, 41" in lines[2]
     # and the method's median over its seeds (issue 15's bar): 41.5 > 41
     assert "evolve, median of 2 seeds: 41.5" in lines[3] and "misses the bar" in lines[3]
     # without bar_at the bar is Adam's whole budget, i.e. its final values
