@@ -108,7 +108,7 @@ def run_all(args, report: dict, path: Path, log) -> None:
             log(f"=== {name} seed {seed}: {s['steps']} steps in {s['time_s']:.0f} s; "
                 f"final {s['final']}")
             report["runs"].append(s)
-            path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            save(report, path)
 
 
 def method_rows(report: dict, key: str, score: str) -> list[list[str]]:
@@ -265,9 +265,14 @@ def plot_curves(path: Path, report: dict) -> None:
     plt.close(fig)
 
 
+def save(report: dict, path: Path) -> None:
+    """The JSON after every run, so that a stopped series goes on from where it was."""
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+
+
 def finish(report: dict, out: Path) -> None:
     name = report["name"]
-    (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    save(report, out / f"{name}.json")
     write_markdown(out / f"{name}.md", report)
     plot_curves(out / f"{name}_curves.png", report)
     runs = [{**r, "method": f"{r['method']} s{r['seed']}"} for r in report["runs"]]
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         report.update(machine=sbs.machine_info(), script_wall_s=time.perf_counter() - t0,
                       date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         if interrupted is not None:  # keep the machine with the runs done, for --report-only
-            path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            save(report, path)
             print(f"interrupted: {interrupted}; the runs before it are in {path}, and the same "
                   f"command goes on from there", file=sys.stderr)
             return 130
