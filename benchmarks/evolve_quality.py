@@ -19,7 +19,8 @@ distance and classifier_score at the --at times, final values, generations per s
 real test images' own scores (the ceiling of classifier_score, the floor of the Fréchet
 distance); and, for every other seed, its final primary distance against Adam's median at
 Adam's budget, and each method's median over its seeds against that (issue 11's bar reads the
-seeds, issue 15's the medians). Curves (<name>_curves.png) and the final grids of every run
+seeds, issue 15's the medians); the classifier's reading of the grids (its `confident` share
+beside real images'). Curves (<name>_curves.png) and the final grids of every run
 (<name>_samples.png).
 """
 
@@ -204,6 +205,29 @@ def against_start(report: dict, key: str) -> list[str]:
     return lines
 
 
+def legibility(report: dict) -> list[str]:
+    """The grid half of issue 11's bar read by the classifier: the share of samples it labels
+    with p >= 0.9 (`confident`) and the classes it finds, Adam at `bar_at` (its budget without
+    one), every other run at its end, against real test images. A number beside the eye: the
+    Fréchet distance can match while single samples stay illegible."""
+    real = report.get("ceiling") or {}
+    if not finite(real.get("confident")) or real["confident"] <= 0:
+        return []
+    lines = [f"Real test images: {fmt(real['confident'])} confident, "
+             f"{fmt(real.get('classes_covered'))} classes covered."]
+    for r in sorted(report["runs"], key=lambda r: (r["method"] != REFERENCE, r["method"],
+                                                    r["seed"])):
+        t = report.get("bar_at") if r["method"] == REFERENCE else None
+        t = t or r["budget"]
+        got = {k: _final(r, k) if _ended(r, t) else value_at(r["curve"], k, t)
+               for k in ("confident", "classes_covered")}
+        if finite(got["confident"]):
+            lines.append(f"- {r['method']} seed {r['seed']} at {t:g} s: {fmt(got['confident'])} "
+                         f"confident ({100 * got['confident'] / real['confident']:.0f}% of "
+                         f"real), {fmt(got['classes_covered'])} classes")
+    return lines if len(lines) > 1 else []
+
+
 def write_markdown(path: Path, report: dict) -> None:
     key, score = report["primary"], "classifier_score"
     head = ["method", "at s", f"median {key}", "per seed", f"median {score}", "per seed",
@@ -224,6 +248,10 @@ def write_markdown(path: Path, report: dict) -> None:
                   + ", ".join(f"{k} {fmt(v)}" for k, v in c.items() if k != "images")
                   + " (classifier_score's ceiling, the Fréchet floor at this sample count)."]
     lines += ["", "## The bar", ""] + verdict(report, key)
+    grid = legibility(report)
+    if grid:
+        lines += ["", "Samples the classifier reads with p >= 0.9 (`confident`): the grid, in "
+                  "a number.", ""] + grid
     lines += ["", f"Against each run's own start ({key}):", ""] + against_start(report, key)
     # the runs may come from several invocations (a rerun skips the runs already done)
     commands = list(dict.fromkeys(r.get("command", report["command"]) for r in report["runs"]))

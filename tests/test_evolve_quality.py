@@ -64,6 +64,27 @@ def test_each_run_is_judged_against_its_own_generation_0():
     assert "50.0% of its start (not below half)" in lines[1]
 
 
+def test_the_grid_is_read_as_the_classifiers_confident_share_at_the_bars_times():
+    eq = _module()
+
+    def scored(run, points):  # (time_s, confident, classes) added to the run's curve
+        run["curve"] += [{"generation": 10 * t, "time_s": t, "confident": c,
+                          "classes_covered": k} for t, c, k in points]
+        return run
+
+    adam = scored(_run("adam", 0, 600, [(0, 900)], 18), [(300, 0.44, 9), (600, 0.6, 10)])
+    evo = scored(_run("evolve", 0, 3600, [(0, 900)], 40), [(1800, 0.2, 8), (3600, 0.3, 9)])
+    report = {"runs": [evo, adam], "bar_at": 300, "ceiling": {"confident": 0.88,
+                                                                "classes_covered": 10}}
+    lines = eq.legibility(report)
+    assert lines[0] == "Real test images: 0.88 confident, 10 classes covered."
+    # Adam at the bar's 300 s (not its end), evolution at its end; Adam listed first
+    assert lines[1] == "- adam seed 0 at 300 s: 0.44 confident (50% of real), 9 classes"
+    assert lines[2] == "- evolve seed 0 at 3600 s: 0.3 confident (34% of real), 9 classes"
+    # no classifier (Anime): no section
+    assert eq.legibility({"runs": [evo, adam], "ceiling": {"fd_pixels": 10.0}}) == []
+
+
 def test_a_signal_stops_the_benchmark_and_its_truncated_run_is_not_recorded(
         tmp_path, monkeypatch, capsys):
     """A SIGTERM makes the Runner save and return early; the benchmark used to record that run
@@ -87,7 +108,9 @@ def test_a_signal_stops_the_benchmark_and_its_truncated_run_is_not_recorded(
     monkeypatch.setattr(ga_gan.run, "StopOnSignal", SignalInSecondRun)
     eq = _module()
     out = tmp_path / "out"
-    rc = eq.main(["--dataset", "digits", "--budgets", "adam=2,evolve=2", "--seeds", "0,1",
+    # evolve's budget is far beyond its first chunk (compilation included: ~2 s on a loaded
+    # machine), so the signal, not the budget, is what stops it
+    rc = eq.main(["--dataset", "digits", "--budgets", "adam=2,evolve=60", "--seeds", "0,1",
                   "--fd-samples", "256", "--set", "evolve.g.pop=8", "--set", "evolve.d.pop=8",
                   "--out", str(out), "--runs-dir", str(tmp_path / "runs"), "--name", "q"])
     err = capsys.readouterr().err
