@@ -48,6 +48,7 @@ class DataConfig:
 
 
 SHAPINGS = ("centered_rank", "z_score", "raw")  # StrategyConfig.shaping (checked without JAX)
+HALL_PLAYS = ("all", "one")  # EvolveConfig.hall_play (ga_gan/gan/opponents.py)
 KERNEL_FORMS = ("factored", "merged")  # StrategyConfig.kernels (lowrank_es; strategies/lowrank.py)
 
 
@@ -117,6 +118,9 @@ class EvolveConfig:
     d_max_accuracy: float = 1.0
     hall_of_fame: int = 0  # G also plays this many past D means (0: the current D mean only)
     hall_every: int = 10  # generations between two D means stored in the hall of fame
+    # all: a G member plays the D mean and every stored D (cost grows with the hall); one: one of
+    # them drawn per generation (the same average in expectation, at one D's cost)
+    hall_play: str = "all"
     mode: str = "evolve"  # evolve (pure evolution) | hybrid (see `hybrid`)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
 

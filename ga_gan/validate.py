@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ga_gan.config import KERNEL_FORMS, SHAPINGS
+from ga_gan.config import HALL_PLAYS, KERNEL_FORMS, SHAPINGS
 from ga_gan.errors import UserError
 
 SEED_MAX = 2**32 - 1
@@ -67,6 +67,12 @@ def validate_config(cfg, method: str) -> None:
     if method == "evolve":
         check_levers(cfg.evolve.g, "evolve.g")
         check_levers(cfg.evolve.d, "evolve.d")
+        play = cfg.evolve.hall_play
+        if play not in HALL_PLAYS:
+            raise UserError(f"unknown evolve.hall_play '{play}' ({', '.join(HALL_PLAYS)})")
+        if play == "one" and cfg.evolve.hall_of_fame < 1:
+            raise UserError("evolve.hall_play = 'one' draws G's opponent from the hall of fame: "
+                            "set evolve.hall_of_fame to 1 or more")
     tb = cfg.time_budget
     if tb is not None and not tb > 0:  # also refuses NaN
         raise UserError(f"time_budget (--time-budget) must be a positive number of seconds, "
@@ -94,6 +100,11 @@ def check_levers(sc, where: str) -> None:
         if not 0 <= floor <= start:
             raise UserError(f"{where}.{name}_min must be from 0 to {where}.{name} ({start:g}), "
                             f"got {floor:g}")
+    if not sc.weight_decay >= 0:  # also refuses NaN
+        raise UserError(f"{where}.weight_decay must be >= 0, got {sc.weight_decay:g}")
+    if sc.weight_decay and sc.optimizer != "adamw":
+        raise UserError(f"{where}.weight_decay needs {where}.optimizer = \"adamw\" (decoupled "
+                        f"decay); {sc.optimizer} would ignore it")
     if sc.shaping not in SHAPINGS:
         raise UserError(f"unknown {where}.shaping '{sc.shaping}' ({', '.join(SHAPINGS)})")
     if sc.kernels not in KERNEL_FORMS:

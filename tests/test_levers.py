@@ -59,6 +59,38 @@ def test_hall_of_fame_fitness_differs_from_d_mean_fitness(digits):
                                                    z)(g_params), mean_only, rtol=1e-6)
 
 
+def test_hall_play_one_draws_one_opponent_per_generation(digits):
+    """`hall_play = "one"`: each generation's fitness is the fitness against exactly one of the
+    D mean and the stored Ds, drawn from the generation's key; over generations every one of
+    them is drawn, so the average is the hall's in expectation."""
+    m = method(**{"evolve.hall_of_fame": 3, "evolve.hall_every": 2, "evolve.hall_play": "one"})
+    state, history = run_generations(m, digits, 6)  # the whole step traces and runs with it
+    assert int(state.hall.count) == 3 and np.isfinite(history[-1]["fitness_g_mean"])
+    real = sample_batch(jax.random.key(1), digits, 32)
+    z = m.gan.latents(jax.random.key(2), 32)
+    d_flat = m.sd.center(state.d)
+    g_params = m.generator(state)[0]
+    hall = state.hall.replace(members=jnp.stack([
+        ravel_pytree(jax.tree.map(lambda x: x + b if x.shape == (1,) else x,
+                                  m.gan.unravel_d(d)))[0]
+        for d, b in zip(state.hall.members, (2.0, -3.0, 4.0))]))
+    alone = lambda d: float(m._g_member_fitness(state.replace(hall=None), d, real, z)(g_params))
+    candidates = np.array([alone(d_flat)] + [alone(d) for d in hall.members])
+    assert len(set(np.round(candidates, 4))) == 4  # four opponents that judge differently
+    drawn = []
+    for key in jax.random.split(jax.random.key(7), 40):
+        v = float(m._g_member_fitness(state.replace(hall=hall, key=key), d_flat, real, z)(g_params))
+        hit = np.flatnonzero(np.isclose(candidates, v, rtol=1e-5))
+        assert hit.size == 1, (v, candidates)  # one opponent, not a blend
+        drawn.append(int(hit[0]))
+    assert sorted(set(drawn)) == [0, 1, 2, 3]
+    # an empty hall leaves only the D mean to draw
+    empty = hall.replace(count=jnp.zeros((), jnp.int32))
+    for key in jax.random.split(jax.random.key(8), 5):
+        v = m._g_member_fitness(state.replace(hall=empty, key=key), d_flat, real, z)(g_params)
+        np.testing.assert_allclose(v, candidates[0], rtol=1e-5)
+
+
 def test_feature_matching_falls_as_fakes_approach_real(digits):
     m = method(**{"evolve.g.fitness": "feature_matching"})
     state, _ = run_generations(m, digits, 3)
@@ -134,6 +166,10 @@ def test_bad_lever_settings_are_user_errors():
     ("evolve.g.shaping=ranks", "unknown evolve.g.shaping 'ranks'"),
     ("evolve.g.elite=maybe", "evolve.g.elite"),
     ("evolve.d.kernels=full", "unknown evolve.d.kernels 'full'"),
+    ("evolve.g.weight_decay=0.1", 'evolve.g.weight_decay needs evolve.g.optimizer = "adamw"'),
+    ("evolve.d.weight_decay=-1", "evolve.d.weight_decay must be >= 0"),
+    ("evolve.hall_play=some", "unknown evolve.hall_play 'some' (all, one)"),
+    ("evolve.hall_play=one", "set evolve.hall_of_fame to 1 or more"),
 ])
 def test_bad_sample_efficiency_levers_are_one_error_line(tmp_path, capsys, setting, needle):
     capsys.readouterr()

@@ -4,8 +4,10 @@ Scoring G against the current D mean alone lets the pair cycle: G exploits whate
 misses, D then patches that hole and reopens an old one. A hall of fame (Rosin & Belew 1997,
 the coevolution remedy for such cycling) keeps `size` past D means, one stored every `every`
 generations in a ring; a G member's fitness is then its mean objective against the current D
-mean and every stored D. Stored entries are flat D parameter vectors in the run state (so they
-are checkpointed); members always run in train mode, so no running statistics are needed.
+mean and every stored D, or (`hall_play = "one"`) against one of them drawn per generation:
+the same average in expectation, at the cost of one D instead of size + 1. Stored entries are
+flat D parameter vectors in the run state (so they are checkpointed); members always run in
+train mode, so no running statistics are needed.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ def opponents(current: jax.Array, hall: HallOfFame | None) -> tuple[jax.Array, j
     filled = jnp.concatenate([jnp.ones((1,), bool),
                               jnp.arange(hall.members.shape[0]) < hall.count])
     return stack, filled / jnp.sum(filled)
+
+
+def sample_opponent(key: jax.Array, current: jax.Array,
+                    hall: HallOfFame) -> tuple[jax.Array, jax.Array]:
+    """One opponent for this generation, drawn with `opponents`' weights (uniform over the
+    current mean and the filled slots), in `opponents`' (ds, weights) form."""
+    stack, weights = opponents(current, hall)
+    i = jax.random.choice(key, stack.shape[0], p=weights)
+    return stack[i][None], jnp.ones((1,), current.dtype)
 
 
 def weighted_score(score: Callable, ds: jax.Array, aux, weights: jax.Array) -> jax.Array:

@@ -12,9 +12,9 @@ Arms-race levers (`EvolveConfig`): `d_every` (D evolves only every k-th generati
 for a D that wins), `d_max_accuracy` (D evolves only while the D mean's accuracy on this
 generation's batch, before its update, is at most this: an adaptive handicap that rests D exactly
 when it is winning, as Wu et al. 2016 update D only at <= 80% accuracy), `hall_of_fame` (G also
-plays past D means, `ga_gan.gan.opponents`), `g.fitness = "feature_matching"` (G matches D's mean
-penultimate features of real images) or `"feature_matching_bce"` (that, plus D's verdict on each
-image, in logs: `ga_gan.gan.losses`).
+plays past D means, all of them or one drawn per generation: `ga_gan.gan.opponents`),
+`g.fitness = "feature_matching"` (G matches D's mean penultimate features of real images) or
+`"feature_matching_bce"` (that, plus D's verdict on each image, in logs: `ga_gan.gan.losses`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from ga_gan.data import sample_batch
 from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
 from ga_gan.gan import task
-from ga_gan.gan.opponents import HallOfFame, init_hall, opponents, update_hall
+from ga_gan.gan.opponents import (HallOfFame, init_hall, opponents, sample_opponent,
+                                  update_hall)
 from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
 from ga_gan.gan import GAN, strong_types
 
@@ -127,8 +128,12 @@ class Evolve:
         return on
 
     def _g_member_fitness(self, state: EvolveState, d_flat, real, z):
-        """member_fitness(G params) against the D mean (and the hall of fame, if any)."""
-        ds, weights = opponents(d_flat, state.hall)
+        """member_fitness(G params) against the D mean (and the hall of fame, if any: all of it,
+        or one member drawn per generation with a key folded from the generation's own)."""
+        if state.hall is not None and self.cfg.hall_play == "one":
+            ds, weights = sample_opponent(jax.random.fold_in(state.key, 1), d_flat, state.hall)
+        else:
+            ds, weights = opponents(d_flat, state.hall)
         play = task.against_opponents(self.gan, self.g_objective, self.g_features, ds, weights,
                                       state.d_stats, real)
         return task.g_member(self.gan, self.g_higher, state.g_stats, z, play)
