@@ -121,8 +121,7 @@ def method_rows(report: dict, key: str, score: str) -> list[list[str]]:
         runs.sort(key=lambda r: r["seed"])
         for t in report["at"]:
             vals = [reading(r, key, t) for r in runs if t <= r["budget"]]
-            scs = [_final(r, score) if _ended(r, t) else value_at(r["curve"], score, t)
-                   for r in runs if t <= r["budget"]]
+            scs = [score_at(r, score, t) for r in runs if t <= r["budget"]]
             if not vals:
                 continue
             rows.append([name, f"{t:g}", _med(vals), " / ".join(fmt(v) for v in vals),
@@ -150,6 +149,12 @@ def _ended(run: dict, t: float) -> bool:
 def reading(run: dict, key: str, t: float):
     """A run's value at training second t: its final state from its budget on."""
     return run["final"].get(key) if _ended(run, t) else value_at(run["curve"], key, t)
+
+
+def score_at(run: dict, key: str, t: float):
+    """A classifier score at training second t: as `reading`, but scores live only in the curve
+    (`final` holds the Fréchet distances), so from the run's end on its last evaluation."""
+    return _final(run, key) if _ended(run, t) else value_at(run["curve"], key, t)
 
 
 def verdict(report: dict, key: str) -> list[str]:
@@ -219,8 +224,7 @@ def legibility(report: dict) -> list[str]:
                                                     r["seed"])):
         t = report.get("bar_at") if r["method"] == REFERENCE else None
         t = t or r["budget"]
-        got = {k: _final(r, k) if _ended(r, t) else value_at(r["curve"], k, t)
-               for k in ("confident", "classes_covered")}
+        got = {k: score_at(r, k, t) for k in ("confident", "classes_covered")}
         if finite(got["confident"]):
             lines.append(f"- {r['method']} seed {r['seed']} at {t:g} s: {fmt(got['confident'])} "
                          f"confident ({100 * got['confident'] / real['confident']:.0f}% of "
