@@ -65,14 +65,7 @@ def validate_config(cfg, method: str) -> None:
     if method == "evolve" and cfg.evolve.mode not in ("evolve", "hybrid"):
         raise UserError(f"unknown --mode '{cfg.evolve.mode}' (evolve or hybrid)")
     if method == "evolve":
-        check_levers(cfg.evolve.g, "evolve.g")
-        check_levers(cfg.evolve.d, "evolve.d")
-        play = cfg.evolve.hall_play
-        if play not in HALL_PLAYS:
-            raise UserError(f"unknown evolve.hall_play '{play}' ({', '.join(HALL_PLAYS)})")
-        if play == "one" and cfg.evolve.hall_of_fame < 1:
-            raise UserError("evolve.hall_play = 'one' draws G's opponent from the hall of fame: "
-                            "set evolve.hall_of_fame to 1 or more")
+        check_evolve(cfg.evolve)
     tb = cfg.time_budget
     if tb is not None and not tb > 0:  # also refuses NaN
         raise UserError(f"time_budget (--time-budget) must be a positive number of seconds, "
@@ -87,6 +80,19 @@ def validate_config(cfg, method: str) -> None:
     writable_dir(cfg.out, "--out")
     if "://" not in (cfg.checkpoint_dir or "") and cfg.checkpoint_dir is not None:
         writable_dir(cfg.checkpoint_dir, "checkpoint_dir")
+
+
+def check_evolve(ev) -> None:
+    """The string- and float-valued levers of `EvolveConfig`; run by `validate_config` before any
+    data loads and again by `methods.evolve.Evolve`, so a caller that builds the method from
+    Python without the CLI gets the same error instead of a silently ignored setting."""
+    check_levers(ev.g, "evolve.g")
+    check_levers(ev.d, "evolve.d")
+    if ev.hall_play not in HALL_PLAYS:
+        raise UserError(f"unknown evolve.hall_play '{ev.hall_play}' ({', '.join(HALL_PLAYS)})")
+    if ev.hall_play == "one" and ev.hall_of_fame < 1:
+        raise UserError("evolve.hall_play = 'one' draws G's opponent from the hall of fame: "
+                        "set evolve.hall_of_fame to 1 or more")
 
 
 def check_levers(sc, where: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,6 +181,19 @@ def test_bad_sample_efficiency_levers_are_one_error_line(tmp_path, capsys, setti
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), err
     assert needle in err[0], err[0]
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"evolve.hall_play": "some"}, "unknown evolve.hall_play 'some'"),
+    ({"evolve.hall_play": "one"}, "set evolve.hall_of_fame to 1 or more"),
+    ({"evolve.g.weight_decay": 0.1}, 'evolve.g.weight_decay needs evolve.g.optimizer = "adamw"'),
+    ({"evolve.d.lr_decay": 1.5}, "evolve.d.lr_decay must be in (0, 1]"),
+])
+def test_evolve_built_from_python_refuses_what_the_cli_refuses(over, needle):
+    """Evolve checks its own config: a caller that skips the CLI (and validate_config) gets the
+    same error, not a misspelt hall_play read as "all" or a weight decay Adam ignores."""
+    with pytest.raises(UserError, match=re.escape(needle)):
+        method(**over)
 
 
 def test_a_lever_the_strategy_lacks_is_one_error_line(tmp_path, capsys):

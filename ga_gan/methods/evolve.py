@@ -34,6 +34,7 @@ from ga_gan.gan import task
 from ga_gan.gan.opponents import (HallOfFame, init_hall, opponents, sample_opponent,
                                   update_hall)
 from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
+from ga_gan.validate import check_evolve
 from ga_gan.gan import GAN, strong_types
 
 
@@ -54,6 +55,7 @@ class Evolve:
     ema_decay = 0.0  # a distribution strategy's mean already averages its population
 
     def __init__(self, gan: GAN, cfg: EvolveConfig):
+        check_evolve(cfg)
         self.gan, self.cfg = gan, cfg
         shapes = lambda i: jax.eval_shape(gan.init, jax.random.key(0))[i]["params"]
         self.sg = build_strategy(cfg.g, gan.g_size, lambda: shapes(0))
