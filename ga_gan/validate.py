@@ -83,11 +83,19 @@ def validate_config(cfg, method: str) -> None:
 
 
 def check_evolve(ev) -> None:
-    """The string- and float-valued levers of `EvolveConfig`; run by `validate_config` before any
-    data loads and again by `methods.evolve.Evolve`, so a caller that builds the method from
-    Python without the CLI gets the same error instead of a silently ignored setting."""
+    """The arms-race levers of `EvolveConfig` and both populations' `check_levers`; run by
+    `validate_config` before any data loads and again by `methods.evolve.Evolve`, so a caller
+    that builds the method from Python without the CLI gets the same error instead of a
+    silently ignored setting."""
     check_levers(ev.g, "evolve.g")
     check_levers(ev.d, "evolve.d")
+    if ev.d_every < 1 or ev.hall_of_fame < 0 or ev.hall_every < 1:
+        raise UserError(f"evolve.d_every and evolve.hall_every must be >= 1 and "
+                        f"evolve.hall_of_fame >= 0, got {ev.d_every}, {ev.hall_every}, "
+                        f"{ev.hall_of_fame}")
+    if not 0.5 <= ev.d_max_accuracy <= 1.0:
+        raise UserError(f"evolve.d_max_accuracy must be in [0.5, 1] (0.5 is chance: below it "
+                        f"D would never evolve), got {ev.d_max_accuracy}")
     if ev.hall_play not in HALL_PLAYS:
         raise UserError(f"unknown evolve.hall_play '{ev.hall_play}' ({', '.join(HALL_PLAYS)})")
     if ev.hall_play == "one" and ev.hall_of_fame < 1:

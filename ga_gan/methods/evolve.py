@@ -28,7 +28,6 @@ from jax.flatten_util import ravel_pytree
 
 from ga_gan.config import EvolveConfig
 from ga_gan.data import sample_batch
-from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
 from ga_gan.gan import task
 from ga_gan.gan.opponents import (HallOfFame, init_hall, opponents, sample_opponent,
@@ -64,13 +63,6 @@ class Evolve:
         self.layout_d = resolve_layout(cfg.d.layout, gan.cfg.name, is_lowrank(cfg.d))
         self.d_objective, self.d_higher = F.objective("d", cfg.d.fitness)
         self.g_objective, self.g_higher, self.g_features = F.g_objective(cfg.g.fitness)
-        if cfg.d_every < 1 or cfg.hall_of_fame < 0 or cfg.hall_every < 1:
-            raise UserError(f"evolve.d_every and evolve.hall_every must be >= 1 and "
-                            f"evolve.hall_of_fame >= 0, got {cfg.d_every}, {cfg.hall_every}, "
-                            f"{cfg.hall_of_fame}")
-        if not 0.5 <= cfg.d_max_accuracy <= 1.0:
-            raise UserError(f"evolve.d_max_accuracy must be in [0.5, 1] (0.5 is chance: below it "
-                            f"D would never evolve), got {cfg.d_max_accuracy}")
         self.gated = cfg.d_max_accuracy < 1.0
 
     def init(self, key: jax.Array) -> EvolveState:
