@@ -26,6 +26,15 @@ def method(**over):
     return Evolve(make_gan(cfg.model), cfg.evolve)
 
 
+def judging_differently(m, hall, biases=(2.0, -3.0, 4.0)):
+    """`hall` with its stored Ds' logit biases shifted: past Ds that judge differently from the
+    current one."""
+    def shifted(flat, b):
+        tree = jax.tree.map(lambda x: x + b if x.shape == (1,) else x, m.gan.unravel_d(flat))
+        return ravel_pytree(tree)[0]
+    return hall.replace(members=jnp.stack([shifted(d, b) for d, b in zip(hall.members, biases)]))
+
+
 def test_hall_of_fame_ring_stores_every_kth_mean():
     hall = init_hall(jnp.zeros(3), size=2)
     for g in range(1, 8):  # generations 2, 4, 6 store; the third overwrites the oldest slot
@@ -42,13 +51,7 @@ def test_hall_of_fame_fitness_differs_from_d_mean_fitness(digits):
     z = m.gan.latents(jax.random.key(2), 32)
     d_flat = m.sd.center(state.d)
     g_params = m.generator(state)[0]
-    # past Ds that judge differently from the current one: their logit bias shifted
-    def shifted(flat, b):
-        tree = jax.tree.map(lambda x: x + b if x.shape == (1,) else x, m.gan.unravel_d(flat))
-        return ravel_pytree(tree)[0]
-
-    hall = state.hall.replace(members=jnp.stack([shifted(d, b) for d, b in
-                                                 zip(state.hall.members, (2.0, -3.0, 4.0))]))
+    hall = judging_differently(m, state.hall)
     with_hall = m._g_member_fitness(state.replace(hall=hall), d_flat, real, z)(g_params)
     mean_only = m._g_member_fitness(state.replace(hall=None), d_flat, real, z)(g_params)
     each = [m._g_member_fitness(state.replace(hall=None), d, real, z)(g_params)
@@ -72,10 +75,7 @@ def test_hall_play_one_draws_one_opponent_per_generation(digits):
     z = m.gan.latents(jax.random.key(2), 32)
     d_flat = m.sd.center(state.d)
     g_params = m.generator(state)[0]
-    hall = state.hall.replace(members=jnp.stack([
-        ravel_pytree(jax.tree.map(lambda x: x + b if x.shape == (1,) else x,
-                                  m.gan.unravel_d(d)))[0]
-        for d, b in zip(state.hall.members, (2.0, -3.0, 4.0))]))
+    hall = judging_differently(m, state.hall)
     alone = lambda d: float(m._g_member_fitness(state.replace(hall=None), d, real, z)(g_params))
     candidates = np.array([alone(d_flat)] + [alone(d) for d in hall.members])
     assert len(set(np.round(candidates, 4))) == 4  # four opponents that judge differently
