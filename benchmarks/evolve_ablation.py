@@ -48,7 +48,14 @@ LEVERS: dict[str, tuple[str, dict]] = {
     "glr": ("G lr 0.03 (3x)", {"evolve.g.lr": 0.03}),
     "batch64": ("64 images per generation (4x)", {"evolve.batch": 64}),
     "pop64": ("pop 64 both", {"evolve.g.pop": 64, "evolve.d.pop": 64}),
+    # population against images per generation at the same cost (pop x batch = 4,096 on
+    # mnist-evolve): more search directions on fewer images, or the reverse
+    "pop512_b8": ("pop 512 both, 8 images per generation (same pop x batch)",
+                  {**both("pop", 512), "evolve.batch": 8}),
+    "pop128_b32": ("pop 128 both, 32 images per generation (same pop x batch)",
+                   {**both("pop", 128), "evolve.batch": 32}),
     "rank1": ("rank 1", {"evolve.g.rank": 1, "evolve.d.rank": 1}),
+    "rank8": ("rank 8 both", both("rank", 8)),
     "std02": ("std 0.02 both", {"evolve.g.std": 0.02, "evolve.d.std": 0.02}),
     "open_es": ("full-rank OpenES instead of low-rank", {"evolve.g.name": "open_es",
                                                          "evolve.d.name": "open_es"}),
@@ -118,7 +125,8 @@ def write_markdown(path: Path, report: dict) -> None:
             f"- {m.get('cores', '?')} cores, jax backend `{m.get('backend', '?')}`; load "
             f"average before / after: {report['load_before']} / {report['load_after']}",
             f"- date: {report['date']}; total wall time {report['script_wall_s']:.0f} s", "",
-            "Other developers' work shared this machine: compare rows within this report."]
+            "The rows ran one after another on this machine: compare them within this report; "
+            "the load average says whether other work shared it."]
     path.write_text("\n".join(text) + "\n")
 
 
