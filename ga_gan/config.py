@@ -71,8 +71,10 @@ class StrategyConfig:
     # Sample-efficiency levers (README "Sample-efficiency levers"); the defaults change nothing.
     std_decay: float = 1.0  # std x std_decay per generation (optax exponential decay), in (0, 1]
     std_min: float = 0.0  # ... down to this floor
+    std_decay_begin: int = 0  # ... from this generation on (optax transition_begin)
     lr_decay: float = 1.0  # the mean optimiser's lr x lr_decay per update, in (0, 1]
     lr_min: float = 0.0  # ... down to this floor
+    lr_decay_begin: int = 0  # ... from this update on (the early descent keeps the full lr)
     elite: bool = False  # keep the previous mean when the update scores worse on the same batch
     mirrored: bool = True  # antithetic pairs (lowrank_es, open_es)
     shaping: str = "centered_rank"  # fitness shaping: centered_rank | z_score | raw

@@ -105,15 +105,23 @@ def check_evolve(ev) -> None:
 
 def check_levers(sc, where: str) -> None:
     """A population's schedules and shaping (`StrategyConfig`): decays are factors in (0, 1]
-    (1 = constant), floors lie in [0, the starting value]."""
+    (1 = constant), floors lie in [0, the starting value], a decay starts at a whole generation
+    >= 0, and only a decay that exists can be delayed."""
     for name, start in (("std", sc.std), ("lr", sc.lr)):
         decay, floor = getattr(sc, f"{name}_decay"), getattr(sc, f"{name}_min")
+        begin = getattr(sc, f"{name}_decay_begin")
         if not 0 < decay <= 1:  # also refuses NaN
             raise UserError(f"{where}.{name}_decay must be in (0, 1] (a factor per generation; "
                             f"1 = constant), got {decay:g}")
         if not 0 <= floor <= start:
             raise UserError(f"{where}.{name}_min must be from 0 to {where}.{name} ({start:g}), "
                             f"got {floor:g}")
+        if isinstance(begin, bool) or not isinstance(begin, int) or begin < 0:
+            raise UserError(f"{where}.{name}_decay_begin must be a whole number of generations "
+                            f">= 0, got {begin!r}")
+        if begin and decay == 1:
+            raise UserError(f"{where}.{name}_decay_begin = {begin} delays a decay that is off: "
+                            f"set {where}.{name}_decay below 1")
     if not sc.weight_decay >= 0:  # also refuses NaN
         raise UserError(f"{where}.weight_decay must be >= 0, got {sc.weight_decay:g}")
     if sc.weight_decay and sc.optimizer != "adamw":

@@ -165,6 +165,9 @@ def test_bad_lever_settings_are_user_errors():
     ("evolve.d.lr_decay=1.5", "evolve.d.lr_decay must be in (0, 1]"),
     ("evolve.g.std_min=1.0", "evolve.g.std_min must be from 0 to evolve.g.std"),
     ("evolve.d.lr_min=-1", "evolve.d.lr_min"),
+    ("evolve.g.lr_decay_begin=100", "delays a decay that is off: set evolve.g.lr_decay below 1"),
+    ("evolve.d.std_decay_begin=-1", "evolve.d.std_decay_begin must be a whole number"),
+    ("evolve.g.lr_decay_begin=1.5", "evolve.g.lr_decay_begin: cannot read '1.5' as int"),
     ("evolve.g.shaping=ranks", "unknown evolve.g.shaping 'ranks'"),
     ("evolve.g.elite=maybe", "evolve.g.elite"),
     ("evolve.d.kernels=full", "unknown evolve.d.kernels 'full'"),
@@ -255,3 +258,27 @@ def test_d_max_accuracy_rests_the_discriminator_only_while_it_wins(digits):
     with pytest.raises(UserError, match="d_max_accuracy"):
         method(**{"evolve.d_max_accuracy": 0.4})
     assert "d_accuracy" not in jax.jit(method().step)(s1, digits)[1]  # off by default
+
+
+@pytest.mark.parametrize("lr,refuses", [(None, False), (30.0, True)], ids=["config-lr", "lr-30"])
+def test_elite_logs_whether_each_update_was_kept(digits, lr, refuses):
+    """With elitism each generation logs elite_g / elite_d: 1 when the update moved the mean,
+    0 when it was refused and the mean stayed exactly where it was. A G lr of 30 (every weight
+    thrown ~30 a step) is refused at times; the test config's own lr always kept. Without
+    elitism: no key."""
+    m = method(**{"evolve.g.elite": True, "evolve.d.elite": True,
+                  **({} if lr is None else {"evolve.g.lr": lr})})
+    state = strong_types(m.init(jax.random.key(0)))
+    step = jax.jit(m.step)
+    kept = []
+    for _ in range(4):
+        new, metrics = step(state, digits)
+        assert float(metrics["elite_d"]) in (0.0, 1.0)
+        moved = not np.array_equal(m.sg.center(new.g), m.sg.center(state.g))
+        assert float(metrics["elite_g"]) == float(moved)
+        kept.append(moved)
+        state = new
+    assert all(kept) != refuses  # lr 30: some refused (kept here: [no, yes, no, yes])
+    plain = method()
+    assert "elite_g" not in jax.jit(plain.step)(strong_types(plain.init(jax.random.key(0))),
+                                                digits)[1]

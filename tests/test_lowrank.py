@@ -403,6 +403,26 @@ def test_lr_schedule_counts_in_the_optimiser_state():
     assert len(jax.tree.leaves(s0.opt_state)) > len(jax.tree.leaves(plain_sgd_state(v)))
 
 
+def test_a_delayed_lr_decay_keeps_the_full_lr_until_it_begins():
+    """`lr_decay_begin` (optax transition_begin), wired from StrategyConfig by build_strategy:
+    lr 1 x 0.5 per update from update 2 on, so four identical updates step g, g, g, g/2."""
+    from ga_gan.config import StrategyConfig
+    from ga_gan.strategies import build_strategy
+    v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
+    flat = ravel_pytree(v["params"])[0]
+    sc = StrategyConfig(name="lowrank_es", pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd",
+                        lr_decay=0.5, lr_decay_begin=2)
+    es = build_strategy(sc, flat.size, template=lambda: v["params"])
+    states = [es.init(jax.random.key(1), flat)]
+    noise, _ = es.ask(jax.random.key(2), states[0])
+    fit = jnp.array([0.3, -1.0, 2.0, 0.5, 0.1, 7.0])
+    for _ in range(4):
+        states.append(es.tell(None, noise, fit, states[-1]))
+    g = es.gradient(noise, centered_ranks(fit))
+    for i, factor in enumerate([1.0, 1.0, 1.0, 0.5]):
+        np.testing.assert_allclose(states[i].mean - states[i + 1].mean, factor * g, atol=1e-6)
+
+
 def test_weight_decay_shrinks_the_mean_where_the_fitness_has_no_signal():
     """`optimizer = "adamw"` with `weight_decay`: when every member scores the same (no signal)
     Adam leaves the mean where it is and AdamW shrinks it by lr x weight_decay a generation,

@@ -25,7 +25,8 @@ from ga_gan.errors import UserError
 from ga_gan.gan import losses as F
 from ga_gan.gan import GAN, strong_types, task
 from ga_gan.gan.steps import adam, d_adam_steps, generated
-from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
+from ga_gan.strategies import (build_strategy, is_lowrank, population_generation, resolve_layout,
+                               step_taken)
 
 
 @struct.dataclass
@@ -96,6 +97,8 @@ class AdamD:
         real_logits, _ = gan.discriminate(d_params, d_stats, real)
         fake_logits, _ = gan.discriminate(d_params, d_stats, fake)
         metrics = {**F.scores(real_logits, fake_logits), **F.summary("fitness_g", g_fit)}
+        if self.cfg.g.elite:  # 1 = the update was kept, 0 = elitism refused it
+            metrics["elite_g"] = step_taken(self.sg, state.g, g_state)
         new = AdamDState(generation=state.generation + 1, key=key, g=g_state, g_stats=g_stats,
                          d_params=d_params, d_stats=d_stats, d_opt=d_opt)
         return strong_types(new), metrics

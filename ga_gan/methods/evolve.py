@@ -32,7 +32,8 @@ from ga_gan.gan import losses as F
 from ga_gan.gan import task
 from ga_gan.gan.opponents import (HallOfFame, init_hall, opponents, sample_opponent,
                                   update_hall)
-from ga_gan.strategies import build_strategy, is_lowrank, population_generation, resolve_layout
+from ga_gan.strategies import (build_strategy, is_lowrank, population_generation, resolve_layout,
+                               step_taken)
 from ga_gan.validate import check_evolve
 from ga_gan.gan import GAN, strong_types
 
@@ -164,6 +165,10 @@ class Evolve:
         if self.gated:  # the gate's reading and whether D evolved this generation
             metrics["d_accuracy"] = accuracy
             metrics["d_evolved"] = evolves.astype(jnp.float32)
+        if self.cfg.g.elite:  # 1 = the update was kept, 0 = elitism refused it
+            metrics["elite_g"] = step_taken(self.sg, state.g, g_state)
+        if self.cfg.d.elite:  # also 0 on generations where D rests
+            metrics["elite_d"] = step_taken(self.sd, state.d, d_state)
         generation = state.generation + 1
         hall = (None if state.hall is None else
                 update_hall(state.hall, d_flat, generation, self.cfg.hall_every))

@@ -15,7 +15,7 @@ from ga_gan.config import StrategyConfig
 from ga_gan.errors import UserError
 from ga_gan.strategies.base import (SearchStrategy, decay_schedule,  # noqa: F401
                                     evaluate_population, make_optimizer)
-from ga_gan.strategies.elite import keep_better_center
+from ga_gan.strategies.elite import keep_better_center, step_taken  # noqa: F401
 from ga_gan.strategies.evosax_strategy import (Strategy, make_strategy,  # noqa: F401
                                                normalise, strategy_registry)
 from ga_gan.strategies.lowrank import NAME as LOWRANK, LowRankES, evaluate_lowrank, make_lowrank  # noqa: F401
@@ -53,9 +53,9 @@ def build_strategy(sc: StrategyConfig, num_dims: int, template=None) -> SearchSt
     """The strategy `sc` names; `template()` gives the params pytree the low-rank ES needs to
     find its layers (called only then, as it costs a trace). The lr and std schedules are
     optax schedules whose counts live in the strategy state (`decay_schedule`)."""
-    lr = decay_schedule(sc.lr, sc.lr_decay, sc.lr_min)
+    lr = decay_schedule(sc.lr, sc.lr_decay, sc.lr_min, sc.lr_decay_begin)
     std_schedule = (None if sc.std_decay == 1.0 else
-                    decay_schedule(sc.std, sc.std_decay, sc.std_min))
+                    decay_schedule(sc.std, sc.std_decay, sc.std_min, sc.std_decay_begin))
     options = dict(pop=sc.pop, std=sc.std, lr=lr, optimizer=sc.optimizer,
                    weight_decay=sc.weight_decay, std_schedule=std_schedule,
                    mirrored=sc.mirrored, shaping=sc.shaping)

@@ -59,13 +59,15 @@ def make_optimizer(name: str, lr, weight_decay: float = 0.0):
     return table[name]()
 
 
-def decay_schedule(start: float, decay: float, floor: float):
-    """`start` x `decay`^t down to `floor` (optax's exponential decay, t counted by its caller),
-    or the plain number `start` when decay is 1: then the optimiser's state and every number are
-    exactly those of a run without schedules (old checkpoints restore)."""
+def decay_schedule(start: float, decay: float, floor: float, begin: int = 0):
+    """`start` until step `begin`, then x `decay` per step down to `floor` (optax's exponential
+    decay, steps counted by its caller), or the plain number `start` when decay is 1: then the
+    optimiser's state and every number are exactly those of a run without schedules (old
+    checkpoints restore)."""
     if decay == 1.0:
         return start
     return optax.exponential_decay(start, transition_steps=1, decay_rate=decay,
+                                   transition_begin=int(begin),
                                    end_value=floor if floor > 0 else None)
 
 

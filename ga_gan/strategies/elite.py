@@ -36,3 +36,10 @@ def keep_better_center(strategy: Any, before: Any, after: Any, fitness: Callable
     accept = (f_after <= f_before) | jnp.isnan(f_before)
     kept = jax.tree.map(lambda new, old: jnp.where(accept, new, old), after, before)
     return kept.replace(**{k: getattr(after, k) for k in ADVANCED if hasattr(after, k)})
+
+
+def step_taken(strategy: Any, before: Any, after: Any) -> jax.Array:
+    """1.0 when the mean moved from `before` to `after`, else 0.0: with elitism, whether the
+    update was kept (logged as `elite_g` / `elite_d`, so a run shows how often the check refuses,
+    and a check that never refuses is seen to cost without acting)."""
+    return jnp.any(strategy.center(after) != strategy.center(before)).astype(jnp.float32)
