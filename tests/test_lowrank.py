@@ -13,10 +13,12 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from ga_gan.cli import main
+from ga_gan.config import StrategyConfig
 from ga_gan.errors import UserError
 from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
 from ga_gan.strategies.lowrank import LowRankES, LowRankState, evaluate_lowrank, make_lowrank
 from ga_gan.methods.evolve import Evolve
+from ga_gan.strategies import build_strategy
 from ga_gan.strategies.base import decay_schedule
 from ga_gan.strategies.evosax_strategy import make_strategy
 from ga_gan.gan import make_gan
@@ -406,8 +408,6 @@ def test_lr_schedule_counts_in_the_optimiser_state():
 def test_a_delayed_lr_decay_keeps_the_full_lr_until_it_begins():
     """`lr_decay_begin` (optax transition_begin), wired from StrategyConfig by build_strategy:
     lr 1 x 0.5 per update from update 2 on, so four identical updates step g, g, g, g/2."""
-    from ga_gan.config import StrategyConfig
-    from ga_gan.strategies import build_strategy
     v = nn.Dense(6).init(jax.random.key(0), jnp.zeros((1, 5)))
     flat = ravel_pytree(v["params"])[0]
     sc = StrategyConfig(name="lowrank_es", pop=6, rank=2, std=0.1, lr=1.0, optimizer="sgd",
