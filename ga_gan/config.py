@@ -32,6 +32,7 @@ class ModelConfig:
     channels: int = 1  # 1 or 3
     latent_dim: int = 32
     width: float = 1.0  # multiplier on every hidden width / channel count (round, min 1)
+    d_width: float | None = None  # D's own multiplier (None: `width`); a D sized apart from G
     g_hidden: tuple[int, ...] = (256, 512, 1024)  # mlp only (before the width multiplier)
     d_hidden: tuple[int, ...] = (1024, 512, 256)  # mlp only
     norm: str = "batch"  # "batch" | "none"

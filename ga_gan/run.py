@@ -111,7 +111,8 @@ class Runner:
             raise
         log(f"data {self.dataset.name}: {len(self.dataset.images):,} images "
             f"{self.dataset.images.shape[1:]}; G {self.gan.g_size:,} params, "
-            f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width})")
+            f"D {self.gan.d_size:,} params ({cfg.model.name}, width {cfg.model.width}"
+            + (f", D width {cfg.model.d_width}" if cfg.model.d_width is not None else "") + ")")
         self.evaluation = Evaluation(cfg, self.gan, self.method, self.dataset, log)
         self._step: Callable | None = None
         self._tb, self._tb_image = None, None

@@ -72,6 +72,11 @@ def validate_config(cfg, method: str) -> None:
                         f"got {tb:g}")
     if not (cfg.model.width > 0 and math.isfinite(cfg.model.width)):
         raise UserError(f"model.width must be a positive number, got {cfg.model.width:g}")
+    dw = cfg.model.d_width
+    if dw is not None and not (isinstance(dw, (int, float)) and not isinstance(dw, bool)
+                               and dw > 0 and math.isfinite(dw)):
+        raise UserError(f"model.d_width must be a positive number (or unset: model.width), "
+                        f"got {dw!r}")
     unknown = [n for n in cfg.log.fd if n not in FD_NAMES]
     if unknown:
         raise UserError(f"unknown log.fd {', '.join(unknown)}; choose from {', '.join(FD_NAMES)}")

@@ -59,6 +59,8 @@ def test_wrong_idx_magic_is_one_line_and_exit_2(tmp_path, capsys):
     (["evolve", "--pop", "7"], "even"),
     (["evolve", "--set", "model.nonsense=1"], "unknown config key"),
     (["evolve", "--set", "model.width=abc"], "cannot read"),
+    (["evolve", "--set", "model.d_width=0"], "model.d_width must be a positive number"),
+    (["evolve", "--set", "model.d_width=nan"], "model.d_width must be a positive number"),
     (["evolve", "--config", "does/not/exist.toml"], "config file not found"),
     (["evolve", "--data", "nosuchkind:/x"], "unknown dataset kind"),
     (["evolve", "--mode", "nope"], "unknown --mode"),

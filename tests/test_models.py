@@ -109,6 +109,15 @@ def test_dcgan64_param_budget():
     assert 8 < g_n / g_q < 17.5
 
 
+@pytest.mark.parametrize("name", ["dcgan", "mlp"])
+def test_d_width_sizes_d_alone(name):
+    """`d_width` widens D and leaves G exactly as `width` made it; unset, D follows `width`."""
+    g_n, d_n = _param_counts(tiny(name))
+    g_w, d_w = _param_counts(tiny(name, d_width=0.5))
+    assert g_w == g_n and d_w > 3 * d_n
+    assert _param_counts(tiny(name, d_width=0.125)) == (g_n, d_n)
+
+
 def test_small_mlp_budget():
     cfg = ModelConfig(name="mlp", resolution=8, latent_dim=32, g_hidden=(64, 128), d_hidden=(128, 64))
     g_n, d_n = _param_counts(cfg)

@@ -31,8 +31,14 @@ def _doublings(resolution: int) -> int | None:
     return k if k >= 1 and 4 << k == resolution else None
 
 
+def d_width(cfg: ModelConfig) -> float:
+    """D's width multiplier: `d_width` when set, else the shared `width`."""
+    return cfg.width if cfg.d_width is None else cfg.d_width
+
+
 def _strided_d(k: int, cfg: ModelConfig) -> ConvDiscriminator:
-    return ConvDiscriminator(tuple(scaled(64 * 2**i, cfg.width) for i in range(k)), cfg.norm == "batch")
+    return ConvDiscriminator(tuple(scaled(64 * 2**i, d_width(cfg)) for i in range(k)),
+                             cfg.norm == "batch")
 
 
 DCGAN_RESOLUTIONS = (28, 32, 64)
@@ -71,7 +77,7 @@ def _build_mlp(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
         raise UserError("model 'mlp' needs at least one hidden layer in g_hidden and d_hidden")
     g = MLPGenerator(tuple(scaled(h, cfg.width) for h in cfg.g_hidden),
                      (cfg.resolution, cfg.resolution, cfg.channels), cfg.norm == "batch")
-    return g, MLPDiscriminator(tuple(scaled(h, cfg.width) for h in cfg.d_hidden))
+    return g, MLPDiscriminator(tuple(scaled(h, d_width(cfg)) for h in cfg.d_hidden))
 
 
 MODELS: dict[str, Callable[[ModelConfig], tuple[nn.Module, nn.Module]]] = {
