@@ -70,13 +70,13 @@ def validate_config(cfg, method: str) -> None:
     if tb is not None and not tb > 0:  # also refuses NaN
         raise UserError(f"time_budget (--time-budget) must be a positive number of seconds, "
                         f"got {tb:g}")
-    if not (cfg.model.width > 0 and math.isfinite(cfg.model.width)):
-        raise UserError(f"model.width must be a positive number, got {cfg.model.width:g}")
-    dw = cfg.model.d_width
-    if dw is not None and not (isinstance(dw, (int, float)) and not isinstance(dw, bool)
-                               and dw > 0 and math.isfinite(dw)):
-        raise UserError(f"model.d_width must be a positive number (or unset: model.width), "
-                        f"got {dw!r}")
+    for key, value, unset in (("width", cfg.model.width, ""),
+                              ("d_width", cfg.model.d_width, " (or unset: model.width)")):
+        if value is None and unset:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not (value > 0 and math.isfinite(value)):
+            raise UserError(f"model.{key} must be a positive number{unset}, got {value!r}")
     unknown = [n for n in cfg.log.fd if n not in FD_NAMES]
     if unknown:
         raise UserError(f"unknown log.fd {', '.join(unknown)}; choose from {', '.join(FD_NAMES)}")
